@@ -16,6 +16,9 @@ import time
 # Before TensorFlow is imported: fewer C++ info lines on stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from vlm_keras.distribute import STRATEGIES  # noqa: E402  (no TensorFlow import)
+from vlm_keras.precision import PRECISIONS  # noqa: E402
+
 DEMO_DEFAULTS = {"num_images": 6000, "epochs": 8, "vqa_epochs": 10, "image_size": 64}
 
 
@@ -31,7 +34,20 @@ def _add_training_options(parser):
                         help="VGG16 weights: none (default, random), imagenet, or a local .h5 path")
     parser.add_argument("--num-images", type=int, default=6000, help="for --data shapes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", default="auto")
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                        help="tf.distribute strategy (auto: multi_worker when TF_CONFIG names a cluster, "
+                             "mirrored with 2+ GPUs, else default)")
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--backup-every", type=int, default=200,
+                        help="steps between backups that a crashed run resumes from (default 200)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log TensorBoard scalars (and sample captions) under OUT/checkpoints")
+
+
+def _training_options(args):
+    return dict(image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,
+                num_images=args.num_images, seed=args.seed, strategy=args.strategy,
+                precision=args.precision, backup_every=args.backup_every, tensorboard=args.tensorboard)
 
 
 def _add_evaluation_options(parser):
@@ -164,18 +180,14 @@ def cmd_train(args):
     if args.task == "vqa":
         from vlm_keras.train import train_vqa
 
-        result = train_vqa(
-            data=args.data, model=args.model_type, epochs=args.epochs, image_size=args.image_size,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, weights=args.weights,
-            num_images=args.num_images, seed=args.seed, out=args.out, strategy=args.strategy)
+        result = train_vqa(data=args.data, model=args.model_type, epochs=args.epochs,
+                           learning_rate=args.learning_rate, out=args.out, **_training_options(args))
     else:
         from vlm_keras.train import train_captioner
 
-        result = train_captioner(
-            data=args.data, model=args.model_type, epochs=args.epochs, image_size=args.image_size,
-            batch_size=args.batch_size, learning_rate=args.learning_rate, weights=args.weights,
-            fine_tune=args.fine_tune, num_images=args.num_images, seed=args.seed, out=args.out,
-            strategy=args.strategy)
+        result = train_captioner(data=args.data, model=args.model_type, epochs=args.epochs,
+                                 learning_rate=args.learning_rate, fine_tune=args.fine_tune, out=args.out,
+                                 **_training_options(args))
     return [json.dumps(dict(result.metrics, model_dir=str(args.out)))]
 
 

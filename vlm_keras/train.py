@@ -14,11 +14,13 @@ from vlm_keras.captioning import Captioner
 from vlm_keras.data import coco, pipeline
 from vlm_keras.data.sources import resolve_data_dir
 from vlm_keras.data.text import Tokenizer
-from vlm_keras.distribute import get_strategy
+from vlm_keras.distribute import get_strategy, global_batch_size, is_chief
+from vlm_keras.fit import resumable_fit
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.models.captioner import (CAPTIONER_TYPES, MaskedTokenAccuracy, build_caption_decoder,
                                         build_captioner, caption_loss)
 from vlm_keras.models.image_encoder import build_image_encoder
+from vlm_keras.precision import adam, check_precision, dtype_policy
 
 DEFAULT_LEARNING_RATES = {"lstm": 3e-3, "attention": 3e-3, "transformer": 1e-3}
 
@@ -27,6 +29,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
                     learning_rate=None, weights=None, feature_layer="block5_conv3", fine_tune=False,
                     num_images=6000, seed=0, out=None, checkpoint_dir=None, strategy="auto",
                     eval_splits=("test", "compositional"), max_length=None, data_root=None, verbose=1,
+                    precision="float32", backup_every=200, tensorboard=False, callbacks=(),
                     **decoder_options):
     """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with BLEU.
 
@@ -37,7 +40,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
             LSTM that attends over the VGG16 grid for every word) or "transformer".
         epochs: passes over every (image, reference caption) pair of the train split.
         image_size: square input side for VGG16 (64 trains fast on a CPU; 128 suits photos).
-        batch_size: global batch size (split over the replicas of the strategy).
+        batch_size: examples per replica; a step takes batch_size x replicas (the global batch).
         learning_rate: Adam's learning rate (default 3e-3, 1e-3 for the transformer).
         weights: VGG16 weights: None (random; the offline default), "imagenet" or a local .h5 path.
         feature_layer: the VGG16 layer whose grid the decoder reads ("block5_conv3" or "block5_pool").
@@ -45,12 +48,19 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         num_images: for data="shapes", images in train + val + test.
         seed: seeds weight initialisation, dropout, shuffling and the scenes generator.
         out: optional model folder to save the result into (checkpoints go to out/checkpoints).
-        checkpoint_dir: where per-epoch weights go; default out/checkpoints, or a temporary folder.
-        strategy: a `tf.distribute.Strategy` or a name for `vlm_keras.distribute.get_strategy`.
+            Run the same call again after a crash and training resumes from the last backup.
+        checkpoint_dir: where per-epoch weights, backups and training.csv go; default
+            out/checkpoints, or a temporary folder (then a crashed run cannot be resumed).
+        strategy: a `tf.distribute.Strategy` or a name for `vlm_keras.distribute.get_strategy`
+            ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu").
         eval_splits: splits scored with BLEU after training (missing ones are skipped).
         max_length: words kept per caption; None uses the longest training caption.
         data_root: where "shapes" is written (default ~/.cache/vlm_keras/datasets).
         verbose: 0 silent, 1 progress bars.
+        precision: "float32", "mixed_float16" (GPUs; the loss is scaled) or "mixed_bfloat16".
+        backup_every: steps between mid-epoch backups (None: at epoch ends only).
+        tensorboard: also log TensorBoard scalars and sample captions to checkpoints/tensorboard.
+        callbacks: extra Keras callbacks for fit().
         **decoder_options: sizes passed to the decoder builder, e.g. units=256, dropout=0.2 (see
             `build_lstm_decoder`, `build_attention_decoder`, `build_transformer_decoder`).
 
@@ -65,7 +75,10 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if out:
         check_model_folder(out)  # fail now, not after training
+    check_precision(precision)
     started = time.perf_counter()
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = get_strategy(strategy)
     keras.utils.set_random_seed(seed)
     data_dir = resolve_data_dir(data, num_images=num_images, seed=seed, data_root=data_root,
                                 verbose=bool(verbose))
@@ -78,8 +91,8 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         log(f"train: {len(train_split)} images, {sum(map(len, train_split.captions))} captions; "
             f"vocabulary {tokenizer.vocab_size} tokens; captions up to {tokenizer.max_length} words")
 
-    strategy = get_strategy(strategy)
-    with strategy.scope():
+    global_batch = global_batch_size(batch_size, strategy)
+    with strategy.scope(), dtype_policy(precision):
         encoder = build_image_encoder(image_size, weights=weights, trainable=fine_tune,
                                       feature_layer=feature_layer)
         decoder = build_caption_decoder(model, tokenizer.vocab_size, encoder.output_shape[1:],
@@ -95,29 +108,32 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
     val_data = None
     if fine_tune:
         trained = full_model
-        train_ds = pipeline.image_caption_dataset(train_split.image_paths, train_index, train_ids,
-                                                  image_size, batch_size, seed=seed)
+
+        def train_batches(epoch, skip):
+            return pipeline.image_caption_dataset(train_split.image_paths, train_index, train_ids, image_size,
+                                                  global_batch, seed=seed, epoch=epoch, skip=skip)
+
         if val_split is not None:
             val_index, val_ids = pipeline.caption_examples(val_split.captions, tokenizer)
             val_data = pipeline.image_caption_dataset(val_split.image_paths, val_index, val_ids,
-                                                      image_size, batch_size, shuffle=False)
+                                                      image_size, global_batch, shuffle=False)
     else:
         trained = decoder
-        train_ds = pipeline.caption_dataset(train_features, train_index, train_ids, batch_size, seed=seed)
+
+        def train_batches(epoch, skip):
+            return pipeline.caption_dataset(train_features, train_index, train_ids, global_batch, seed=seed,
+                                            epoch=epoch, skip=skip)
+
         if val_split is not None:
             val_features = pipeline.extract_features(encoder, val_split.image_paths, image_size,
                                                      verbose=verbose, what="val images")
             val_index, val_ids = pipeline.caption_examples(val_split.captions, tokenizer)
-            val_data = pipeline.caption_dataset(val_features, val_index, val_ids, batch_size,
+            val_data = pipeline.caption_dataset(val_features, val_index, val_ids, global_batch,
                                                 shuffle=False)
 
     with strategy.scope():
-        trained.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=caption_loss(),
+        trained.compile(optimizer=adam(learning_rate, precision), loss=caption_loss(),
                         metrics=[MaskedTokenAccuracy()])
-
-    checkpoint_dir = _checkpoint_dir(out, checkpoint_dir)
-    history, train_seconds = _checkpointed_fit(trained, train_ds, val_data, epochs, checkpoint_dir, verbose)
-    monitor = "val_loss" if val_data is not None else "loss"
 
     config = {
         "model_type": model,
@@ -126,17 +142,27 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         "feature_layer": feature_layer,
         "fine_tuned": bool(fine_tune),
         "decoder": decoder_options,
+        "precision": precision,
+        "batch_size": batch_size,
+        "replicas": strategy.num_replicas_in_sync,
         "learning_rate": learning_rate,
         "seed": seed,
         "data": str(data),
         "vlm_keras_version": __version__,
     }
-    history_dict = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    captioner = Captioner(full_model, tokenizer, config, history=history_dict,
-                          checkpoint_dir=str(checkpoint_dir))
+    captioner = Captioner(full_model, tokenizer, config)
+    samples = val_split.image_paths[:4] if (tensorboard and val_split is not None) else []
 
-    metrics = {"train_seconds": train_seconds, "epochs": epochs,
-               "best_" + monitor: float(np.min(history.history[monitor]))}
+    checkpoint_dir = _checkpoint_dir(out, checkpoint_dir, strategy)
+    history, train_seconds, resumed = resumable_fit(
+        trained, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,
+        backup_every=backup_every, tensorboard=tensorboard, callbacks=callbacks,
+        sample_fn=(lambda: captioner.caption(samples)) if samples else None)
+    monitor = "val_loss" if val_data is not None else "loss"
+    captioner.history, captioner.checkpoint_dir = history, str(checkpoint_dir)
+
+    metrics = {"train_seconds": train_seconds, "epochs": epochs, "resumed_from": resumed,
+               "best_" + monitor: float(np.min(history[monitor]))}
     for split in eval_splits:
         if split not in available:
             continue
@@ -148,44 +174,38 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
                 f"({scores['num_images']} images, {scores['ms_per_caption']:.2f} ms per caption)")
     metrics["seconds"] = time.perf_counter() - started
     captioner.metrics = metrics
-    if out:
-        captioner.save(out)
+    _save_result(captioner, out, strategy, verbose)
     return captioner
 
 
-def _checkpoint_dir(out, checkpoint_dir):
-    """out/checkpoints, the given folder, or a new temporary one."""
+def _checkpoint_dir(out, checkpoint_dir, strategy):
+    """out/checkpoints, the given folder, or a new temporary one; a worker of its own below it for
+    every worker but the chief of a multi-worker run (two writers must never share a file)."""
     if checkpoint_dir is None:
         checkpoint_dir = (pathlib.Path(out) / CHECKPOINT_DIR if out
                           else pathlib.Path(tempfile.mkdtemp(prefix="vlm_keras_checkpoints_")))
     checkpoint_dir = pathlib.Path(checkpoint_dir)
+    if not is_chief(strategy):
+        checkpoint_dir = checkpoint_dir / f"worker_{strategy.cluster_resolver.task_id}"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return checkpoint_dir
 
 
-def _checkpointed_fit(trained, train_ds, val_data, epochs, checkpoint_dir, verbose):
-    """fit() writing latest and best weights every epoch, then restoring the best epoch's.
-
-    Returns (history, seconds spent in fit)."""
-    monitor = "val_loss" if val_data is not None else "loss"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(checkpoint_dir / "latest.weights.h5"), save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(str(checkpoint_dir / "best.weights.h5"), save_weights_only=True,
-                                        save_best_only=True, monitor=monitor),
-    ]
-    start = time.perf_counter()
-    # shuffle=False: the tf.data pipelines reshuffle every epoch themselves, with the seed.
-    history = trained.fit(train_ds, validation_data=val_data, epochs=epochs, callbacks=callbacks,
-                          verbose=verbose, shuffle=False)
-    seconds = time.perf_counter() - start
-    trained.load_weights(checkpoint_dir / "best.weights.h5")  # the epoch with the lowest val loss
-    return history, seconds
+def _save_result(bundle, out, strategy, verbose):
+    """Saves the model folder; in a multi-worker run only the chief writes it."""
+    if not out:
+        return
+    if is_chief(strategy):
+        bundle.save(out)
+    elif verbose:
+        log(f"worker {strategy.cluster_resolver.task_id}: the chief writes '{out}'")
 
 
 def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_size=128,
               learning_rate=1e-3, weights=None, feature_layer="block5_conv3", num_images=6000, seed=0,
               out=None, checkpoint_dir=None, strategy="auto", eval_splits=("test", "compositional"),
-              top_k_answers=1000, data_root=None, verbose=1, **head_options):
+              top_k_answers=1000, data_root=None, verbose=1, precision="float32", backup_every=200,
+              tensorboard=False, callbacks=(), **head_options):
     """Trains a VQA model (VGG16 features + question LSTM -> answer) and scores the VQA accuracy.
 
     Args:
@@ -194,7 +214,8 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         model: "concat" (the document's network), "attention" (the question attends over the
             VGG16 grid) or "question_only" (the blind baseline).
         epochs, image_size, batch_size, learning_rate, weights, feature_layer, num_images, seed,
-        out, checkpoint_dir, strategy, data_root, verbose: as `train_captioner`.
+        out, checkpoint_dir, strategy, data_root, verbose, precision, backup_every, tensorboard,
+        callbacks: as `train_captioner` (batch_size is per replica).
         eval_splits: splits scored with the official VQA accuracy after training.
         top_k_answers: the answer vocabulary keeps the most frequent answers.
         **head_options: sizes for `vlm_keras.models.vqa.build_vqa_head`.
@@ -213,7 +234,10 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if out:
         check_model_folder(out)
+    check_precision(precision)
     started = time.perf_counter()
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
+    strategy = get_strategy(strategy)
     keras.utils.set_random_seed(seed)
     data_dir = resolve_vqa_dir(data, num_images=num_images, seed=seed, data_root=data_root,
                                verbose=bool(verbose))
@@ -226,14 +250,14 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         log(f"train: {len(train_split)} questions about {len(set(train_split.image_ids))} images; "
             f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens")
 
-    strategy = get_strategy(strategy)
-    with strategy.scope():
+    global_batch = global_batch_size(batch_size, strategy)
+    with strategy.scope(), dtype_policy(precision):
         encoder = build_image_encoder(image_size, weights=weights, feature_layer=feature_layer)
         head = build_vqa_head(model, tokenizer.vocab_size, len(answers), encoder.output_shape[1:],
                               **head_options)
         full_model = build_vqa_model(encoder, head)
 
-    def examples(split, shuffle):
+    def examples(split):
         paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
         features = pipeline.extract_features(encoder, list(paths), image_size, verbose=verbose,
                                              what=f"{split.name} images")
@@ -241,29 +265,34 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         keep = labels >= 0  # answers outside the vocabulary are not trained on
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
-        ds = pipeline.vqa_dataset(features, image_index[keep], tokens[keep], labels[keep], batch_size,
-                                  shuffle=shuffle, seed=seed)
-        return features, ds
+        return features, image_index[keep], tokens[keep], labels[keep]
 
-    train_features, train_ds = examples(train_split, shuffle=True)
+    train_examples = examples(train_split)
     if model != "question_only":
-        head.get_layer("feature_normalization").adapt(train_features)
-    val_data = examples(val_split, shuffle=False)[1] if val_split is not None else None
+        head.get_layer("feature_normalization").adapt(train_examples[0])
+
+    def train_batches(epoch, skip):
+        return pipeline.vqa_dataset(*train_examples, global_batch, seed=seed, epoch=epoch, skip=skip)
+
+    val_data = (pipeline.vqa_dataset(*examples(val_split), global_batch, shuffle=False)
+                if val_split is not None else None)
     with strategy.scope():
-        head.compile(optimizer=keras.optimizers.Adam(learning_rate),
+        head.compile(optimizer=adam(learning_rate, precision),
                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    checkpoint_dir = _checkpoint_dir(out, checkpoint_dir)
-    history, train_seconds = _checkpointed_fit(head, train_ds, val_data, epochs, checkpoint_dir, verbose)
+    checkpoint_dir = _checkpoint_dir(out, checkpoint_dir, strategy)
+    history, train_seconds, resumed = resumable_fit(
+        head, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,
+        backup_every=backup_every, tensorboard=tensorboard, callbacks=callbacks)
 
     config = {"model_type": model, "image_size": image_size, "feature_layer": feature_layer,
               "encoder_weights": None if weights is None else str(weights), "head": head_options,
-              "learning_rate": learning_rate, "seed": seed, "data": str(data),
+              "learning_rate": learning_rate, "seed": seed, "data": str(data), "precision": precision,
+              "batch_size": batch_size, "replicas": strategy.num_replicas_in_sync,
               "vlm_keras_version": __version__}
-    result = VQAModel(full_model, tokenizer, answers, config,
-                      history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+    result = VQAModel(full_model, tokenizer, answers, config, history=history,
                       checkpoint_dir=str(checkpoint_dir))
-    metrics = {"train_seconds": train_seconds, "epochs": epochs}
+    metrics = {"train_seconds": train_seconds, "epochs": epochs, "resumed_from": resumed}
     for split in eval_splits:
         if split not in available:
             continue
@@ -275,6 +304,5 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
             log(f"{split}: VQA accuracy {report['overall']:.3f} ({report['num_questions']} questions)")
     metrics["seconds"] = time.perf_counter() - started
     result.metrics = metrics
-    if out:
-        result.save(out)
+    _save_result(result, out, strategy, verbose)
     return result

@@ -6,10 +6,12 @@ exported SavedModels all call it, so a served model sees exactly the pixels it w
 
 import sys
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from vlm_keras.data import images as image_checks
+from vlm_keras.distribute import shard_by_data
 
 AUTOTUNE = tf.data.AUTOTUNE
 # keras.applications.vgg16.preprocess_input ("caffe" mode): BGR order, ImageNet channel means.
@@ -65,14 +67,24 @@ def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1,
     """Runs the frozen image encoder once over every image: (N, h, w, c) float32 features.
 
     This is the feature cache: training reuses the array for every epoch instead of running
-    VGG16 again, which is what makes CPU training of the decoders fast.
+    VGG16 again, which is what makes CPU training of the decoders fast. Every worker of a
+    distributed run computes the whole array locally (no `predict` across replicas), so the
+    features line up with the captions on every worker.
     """
     if verbose:
         print(f"Encoding {len(image_paths)} {what} with the image encoder (once; cached for training)",
               file=sys.stderr)
     if len(image_paths) == 0:
         return np.zeros((0,) + tuple(encoder.output_shape[1:]), np.float32)
-    return encoder.predict(image_dataset(image_paths, image_size, batch_size), verbose=verbose)
+    encode = tf.function(lambda images: encoder(images, training=False), reduce_retracing=True)
+    progress = keras.utils.Progbar(len(image_paths), unit_name="image") if verbose else None
+    parts = []
+    for images in image_dataset(image_paths, image_size, batch_size):
+        # float32 whatever the policy: a mixed-precision encoder gives float16 / bfloat16
+        parts.append(np.asarray(encode(images), np.float32))
+        if progress is not None:
+            progress.add(len(parts[-1]))
+    return np.concatenate(parts)
 
 
 def caption_examples(captions_per_image, tokenizer):
@@ -90,17 +102,30 @@ def caption_examples(captions_per_image, tokenizer):
     return np.asarray(image_index, np.int32), ids
 
 
-def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0):
+def epoch_batches(ds, num_examples, batch_size, shuffle, seed, epoch, skip, per_example=None):
+    """Batches of one epoch whose order depends on (seed, epoch) alone, the first `skip` left out.
+
+    A run resumed after a crash rebuilds epoch `epoch` and skips the steps already taken, so it
+    sees the batches the uninterrupted run would have seen. `per_example` maps single examples
+    before batching."""
+    if shuffle:
+        ds = ds.shuffle(num_examples, seed=seed * 100_003 + epoch, reshuffle_each_iteration=False)
+    ds = ds.skip(skip * batch_size)  # only the last batch is short, and it is never skipped
+    if per_example is not None:
+        ds = ds.map(per_example, num_parallel_calls=AUTOTUNE)
+    return shard_by_data(ds.batch(batch_size))
+
+
+def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0):
     """Teacher-forcing batches: ({image_features, caption_tokens}, next_tokens).
 
     caption_tokens are ids[:, :-1] (starting with <start>), next_tokens are ids[:, 1:]; padding
-    targets (id 0) are ignored by the loss.
+    targets (id 0) are ignored by the loss. `batch_size` is the global batch; see
+    `epoch_batches` for `seed`, `epoch` and `skip`.
     """
     features = tf.constant(features)
     ds = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
-    if shuffle:
-        ds = ds.shuffle(len(image_index), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip)
 
     def to_example(idx, ids):
         inputs = {"image_features": tf.gather(features, idx), "caption_tokens": ids[:, :-1]}
@@ -109,28 +134,28 @@ def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True
     return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def image_caption_dataset(image_paths, image_index, caption_ids, image_size, batch_size, shuffle=True, seed=0):
+def image_caption_dataset(image_paths, image_index, caption_ids, image_size, batch_size, shuffle=True,
+                          seed=0, epoch=0, skip=0):
     """Like `caption_dataset` but decodes images every epoch (for fine-tuning the encoder)."""
     paths = tf.constant([str(p) for p in image_paths], tf.string)
-    ds = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
-    if shuffle:
-        ds = ds.shuffle(len(image_index), seed=seed, reshuffle_each_iteration=True)
 
     def to_example(idx, ids):
         image = decode_image(tf.io.read_file(tf.gather(paths, idx)), image_size)
         return {"image": image, "caption_tokens": ids[:-1]}, ids[1:]
 
-    return ds.map(to_example, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
+    return epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip,
+                         per_example=to_example).prefetch(AUTOTUNE)
 
 
-def vqa_dataset(features, image_index, question_tokens, answer_ids, batch_size, shuffle=True, seed=0):
+def vqa_dataset(features, image_index, question_tokens, answer_ids, batch_size, shuffle=True, seed=0,
+                epoch=0, skip=0):
     """Batches of ({image_features, question_tokens}, answer id) from cached image features."""
     features = tf.constant(features)
     ds = tf.data.Dataset.from_tensor_slices((image_index, question_tokens, answer_ids))
-    if shuffle:
-        ds = ds.shuffle(len(image_index), seed=seed, reshuffle_each_iteration=True)
+    ds = epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip)
 
     def to_example(idx, tokens, answer):
         return {"image_features": tf.gather(features, idx), "question_tokens": tokens}, answer
 
-    return ds.batch(batch_size).map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

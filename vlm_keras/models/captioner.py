@@ -81,9 +81,42 @@ def build_captioner(encoder, decoder, name="captioner"):
     return keras.Model([image, caption_tokens], logits, name=name)
 
 
+@keras.saving.register_keras_serializable(package="vlm_keras")
+class CaptionLoss(keras.losses.Loss):
+    """Next-token cross-entropy on logits, averaged over the real (non-padding) tokens of the
+    *global* batch.
+
+    Under `tf.distribute` each replica sees part of the batch, and captions differ in length, so
+    averaging per replica and then over replicas weights tokens unequally. Here each replica
+    divides its token-loss sum by the token count of all replicas (one all-reduce), and the
+    "sum" reduction leaves that alone; summing the replicas' gradients then gives the gradient
+    of the whole batch's token mean, on one device or many.
+    """
+
+    def __init__(self, name="caption_loss", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="sum", **kwargs)
+
+    def call(self, y_true, y_pred):
+        import tensorflow as tf
+
+        y_true = keras.ops.cast(y_true, "int32")                                      # (B, T)
+        real = keras.ops.cast(keras.ops.not_equal(y_true, PAD_ID), "float32")         # (B, T)
+        token_loss = keras.losses.sparse_categorical_crossentropy(
+            keras.ops.where(y_true == PAD_ID, 0, y_true), y_pred, from_logits=True)  # (B, T)
+        count = keras.ops.sum(real)
+        context = tf.distribute.get_replica_context()
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1 and context is not None:
+            count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+        return token_loss * real / keras.ops.maximum(count, 1.0)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
 def caption_loss():
-    """Sparse cross-entropy on logits, padding targets ignored, averaged over real tokens."""
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID)
+    """The captioners' training loss (see `CaptionLoss`)."""
+    return CaptionLoss()
 
 
 @keras.saving.register_keras_serializable(package="vlm_keras")

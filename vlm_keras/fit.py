@@ -1,0 +1,214 @@
+"""The training loop every `train_*` shares: checkpoints, backups, resume after a crash, logs.
+
+A run writes, under its checkpoint folder:
+- `latest.weights.h5` and `best.weights.h5` after every epoch (best: lowest validation loss);
+- `backup/`: the weights, optimizer state, dropout RNG state, epoch and step, every
+  `backup_every` steps and at every epoch end. Run the same command again after a crash (even
+  SIGKILL) and training resumes from there; the finished run deletes it;
+- `training.csv`: one row per epoch (always), and with `tensorboard=True` a `tensorboard/` folder.
+
+Every file is written to a temporary sibling and renamed into place (`os.replace` is atomic), so
+a crash leaves the previous good file, never half of a new one.
+
+The training data of epoch e is shuffled by (seed, e) alone, and a resumed epoch skips the steps
+already taken, so a resumed run sees the batches an uninterrupted run would have seen.
+"""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from vlm_keras.distribute import fit_context
+
+BACKUP_DIR = "backup"
+CSV_LOG = "training.csv"
+
+
+def atomic_save_weights(model, path):
+    """`model.save_weights(path)` through a temporary file and an atomic rename."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path, obj):
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _seed_states(model):
+    # Dropout's RNG state lives in SeedGenerator variables, which save_weights leaves out.
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Writes the resumable state every `every` steps and at each epoch end.
+
+    The weights file is written first under a new name, then `state.json` (pointing at it) is
+    replaced atomically: whatever instant the process dies, `state.json` names a complete file.
+    """
+
+    def __init__(self, backup_dir, every=None):
+        super().__init__()
+        self.backup_dir = pathlib.Path(backup_dir)
+        self.every = every
+        self.epoch = 0
+        self.first_step = 0  # steps of the current epoch that were taken before this fit()
+        self.history = {}
+        self.best = None
+        self._serial = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.first_step + batch + 1
+        if self.every and step % self.every == 0:
+            self.save(self.epoch, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.save(epoch + 1, 0)
+
+    def save(self, epoch, step):
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        self._serial += 1
+        weights_name = f"weights-{epoch}-{step}-{os.getpid()}-{self._serial}.weights.h5"
+        self.model.save_weights(self.backup_dir / weights_name)
+        state = {"epoch": epoch, "step": step, "weights": weights_name, "history": self.history,
+                 "best": self.best,
+                 "seed_states": [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]}
+        _atomic_write_json(self.backup_dir / "state.json", state)
+        for old in self.backup_dir.glob("weights-*.weights.h5"):
+            if old.name != weights_name:
+                old.unlink(missing_ok=True)
+
+    def restore(self):
+        """Loads the last backup into the model; returns (epoch, step), or (0, 0) without one."""
+        state_file = self.backup_dir / "state.json"
+        if not state_file.is_file():
+            return 0, 0
+        with open(state_file, encoding="utf-8") as f:
+            state = json.load(f)
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.backup_dir / state["weights"])
+        for variable, value in zip(_seed_states(self.model), state["seed_states"]):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        self.history = state["history"]
+        self.best = state["best"]
+        return state["epoch"], state["step"]
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps `latest.weights.h5` and `best.weights.h5` (lowest `monitor`) in a folder, atomically."""
+
+    def __init__(self, checkpoint_dir, monitor, backup):
+        super().__init__()
+        self.checkpoint_dir = pathlib.Path(checkpoint_dir)
+        self.monitor = monitor
+        self.backup = backup  # where `best` survives a crash
+
+    def on_epoch_end(self, epoch, logs=None):
+        atomic_save_weights(self.model, self.checkpoint_dir / "latest.weights.h5")
+        value = (logs or {}).get(self.monitor)
+        if value is not None and (self.backup.best is None or value < self.backup.best):
+            self.backup.best = float(value)
+            atomic_save_weights(self.model, self.checkpoint_dir / "best.weights.h5")
+
+
+class TextSamples(keras.callbacks.Callback):
+    """Writes `sample_fn()` (a list of strings, e.g. captions of a few validation images) to
+    TensorBoard as text after every epoch."""
+
+    def __init__(self, log_dir, sample_fn, name="samples"):
+        super().__init__()
+        import tensorflow as tf
+
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.sample_fn = sample_fn
+        self.name = name
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        lines = self.sample_fn()
+        with self.writer.as_default():
+            tf.summary.text(self.name, "\n\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1)),
+                            step=epoch + 1)
+        self.writer.flush()
+
+
+def steps_per_epoch(num_examples, global_batch):
+    return max(1, math.ceil(num_examples / global_batch))
+
+
+def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir, *, strategy,
+                  verbose=1, backup_every=200, tensorboard=False, sample_fn=None, callbacks=()):
+    """Trains `trained` for `epochs`, resuming from `checkpoint_dir/backup` when it holds a backup.
+
+    Args:
+        trained: a compiled model.
+        make_train_dataset: `f(epoch, skip)` -> the batches of epoch `epoch` after the first
+            `skip` steps; its order must depend on the epoch alone (see the module docstring).
+        val_data: validation batches, or None (then "loss" picks the best epoch).
+        epochs: epochs in the whole run, resumed epochs included.
+        checkpoint_dir: the folder described in the module docstring.
+        strategy: the `tf.distribute.Strategy` the model was built under.
+        backup_every: steps between mid-epoch backups (None: only at epoch ends).
+        tensorboard: also write TensorBoard scalars (and `sample_fn()`'s text) there.
+        sample_fn: returns a few strings to log per epoch (only with `tensorboard`).
+        callbacks: extra Keras callbacks.
+
+    Returns:
+        (history dict of per-epoch lists, seconds spent training in this process, resumed_from),
+        where resumed_from is None or {"epoch", "step"}; the best epoch's weights are loaded.
+    """
+    checkpoint_dir = pathlib.Path(checkpoint_dir)
+    monitor = "val_loss" if val_data is not None else "loss"
+    backup = TrainingBackup(checkpoint_dir / BACKUP_DIR, every=backup_every)
+    backup.set_model(trained)
+    first_epoch, first_step = backup.restore()
+    resumed = {"epoch": first_epoch, "step": first_step} if (first_epoch or first_step) else None
+    if resumed and verbose:
+        print(f"Resuming from the backup in '{backup.backup_dir}': epoch {first_epoch + 1}, "
+              f"step {first_step}", flush=True)
+    if resumed is None:
+        (checkpoint_dir / CSV_LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
+    # BestWeights before the backup, so the backup records the `best` of the epoch it follows.
+    all_callbacks = [BestWeights(checkpoint_dir, monitor, backup), backup,
+                     keras.callbacks.CSVLogger(str(checkpoint_dir / CSV_LOG), append=True)]
+    if tensorboard:
+        all_callbacks.append(keras.callbacks.TensorBoard(str(checkpoint_dir / "tensorboard")))
+        if sample_fn is not None:
+            all_callbacks.append(TextSamples(checkpoint_dir / "tensorboard" / "samples", sample_fn))
+    all_callbacks.extend(callbacks)
+
+    start = time.perf_counter()
+    with fit_context(trained, strategy):
+        for epoch in range(first_epoch, epochs):
+            skip = first_step if epoch == first_epoch else 0
+            backup.first_step = skip
+            # One fit() per epoch: each epoch gets its own (seed, epoch)-ordered dataset, and a
+            # resumed epoch can start mid-way. Keras keeps the traced step across calls.
+            trained.fit(make_train_dataset(epoch, skip), validation_data=val_data,
+                        initial_epoch=epoch, epochs=epoch + 1, callbacks=all_callbacks,
+                        verbose=verbose, shuffle=False)
+    seconds = time.perf_counter() - start
+    best = checkpoint_dir / "best.weights.h5"
+    if best.is_file():
+        trained.load_weights(best)
+    shutil.rmtree(backup.backup_dir, ignore_errors=True)  # finished: nothing to resume
+    return backup.history, seconds, resumed
