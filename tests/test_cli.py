@@ -108,9 +108,12 @@ def test_console_script_exit_code_and_data_command(tmp_path):
 def test_train_evaluate_export_with_the_cli(capsys, shapes_dir, tmp_path):
     model_dir = tmp_path / "transformer"
     code, out, _ = _run(capsys, "train", "captioner", "--data", str(shapes_dir), "--out", str(model_dir),
-                        "--model-type", "transformer", "--epochs", "1", "--image-size", "64")
+                        "--model-type", "transformer", "--epochs", "1", "--image-size", "64",
+                        "--precision", "mixed_bfloat16", "--strategy", "default", "--backup-every", "2")
     assert code == 0
     metrics = json.loads(out.strip().splitlines()[-1])
+    assert json.loads((model_dir / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    assert (model_dir / "checkpoints" / "training.csv").is_file()
     assert metrics["model_dir"] == str(model_dir) and 0 <= metrics["bleu4_test"] <= 1
     assert json.loads((model_dir / "config.json").read_text())["model_type"] == "transformer"
 

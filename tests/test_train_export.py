@@ -176,3 +176,19 @@ def test_fine_tuning_trains_the_encoder(shapes_dir, tmp_path):
     initial = build_image_encoder(32).get_weights()
     changed = [not np.allclose(w0, w1) for w0, w1 in zip(initial, result.encoder.get_weights())]
     assert any(changed)
+
+
+def test_xla_generation_gives_the_graph_mode_captions(tiny_captioner, shapes_dir):
+    split = coco.load_caption_split(shapes_dir, "test")
+    features = tiny_captioner.encode_images(split.image_paths)
+    tokens, log_probs = tiny_captioner.generate_tokens(features)
+    tiny_captioner.jit_compile = True
+    try:
+        xla_tokens, xla_log_probs = tiny_captioner.generate_tokens(features)
+        beam = tiny_captioner.generate_tokens(features, beam_size=2)
+    finally:
+        tiny_captioner.jit_compile = False
+    np.testing.assert_array_equal(xla_tokens, tokens)
+    np.testing.assert_allclose(xla_log_probs, log_probs, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(beam[1], tiny_captioner.generate_tokens(features, beam_size=2)[1],
+                               rtol=1e-4, atol=1e-5)

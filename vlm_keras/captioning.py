@@ -35,6 +35,18 @@ class Captioner(ModelBundle):
         self.tokenizer = tokenizer
         self._generate_fn = None
         self._attention_model = None
+        self._jit_compile = False
+
+    @property
+    def jit_compile(self):
+        """Compile generation with XLA. Off by default: on 2 CPU cores XLA was slower or no
+        faster for every decoder but LSTM beam search (`benchmarks/xla.py`)."""
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        self._jit_compile = bool(value)
+        self._generate_fn = None  # retrace in the new mode
 
     @property
     def decoder(self):
@@ -51,9 +63,10 @@ class Captioner(ModelBundle):
         if self._generate_fn is None:
             decoder, steps = self.decoder, self.max_steps
             self._generate_fn = {
-                "greedy": tf.function(lambda f: greedy_decode(decoder, f, steps), reduce_retracing=True),
+                "greedy": tf.function(lambda f: greedy_decode(decoder, f, steps), reduce_retracing=True,
+                                      jit_compile=self.jit_compile),
                 "beam": tf.function(lambda f, k: beam_search(decoder, f, steps, beam_size=k),
-                                    reduce_retracing=True),
+                                    reduce_retracing=True, jit_compile=self.jit_compile),
             }
         features = tf.convert_to_tensor(features, tf.float32)
         if beam_size == 1:

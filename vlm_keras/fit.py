@@ -15,7 +15,6 @@ already taken, so a resumed run sees the batches an uninterrupted run would have
 """
 
 import json
-import math
 import os
 import pathlib
 import shutil
@@ -34,8 +33,11 @@ def atomic_save_weights(model, path):
     """`model.save_weights(path)` through a temporary file and an atomic rename."""
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_write_json(path, obj):
@@ -151,8 +153,12 @@ class TextSamples(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def steps_per_epoch(num_examples, global_batch):
-    return max(1, math.ceil(num_examples / global_batch))
+def _require_tensorboard():
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise ImportError("tensorboard=True needs the tensorboard package: "
+                          "pip install 'vlm_keras[tensorboard]' (or pip install tensorboard)") from None
 
 
 def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir, *, strategy,
@@ -191,6 +197,7 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
     all_callbacks = [BestWeights(checkpoint_dir, monitor, backup), backup,
                      keras.callbacks.CSVLogger(str(checkpoint_dir / CSV_LOG), append=True)]
     if tensorboard:
+        _require_tensorboard()
         all_callbacks.append(keras.callbacks.TensorBoard(str(checkpoint_dir / "tensorboard")))
         if sample_fn is not None:
             all_callbacks.append(TextSamples(checkpoint_dir / "tensorboard" / "samples", sample_fn))

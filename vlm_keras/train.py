@@ -29,8 +29,8 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
                     learning_rate=None, weights=None, feature_layer="block5_conv3", fine_tune=False,
                     num_images=6000, seed=0, out=None, checkpoint_dir=None, strategy="auto",
                     eval_splits=("test", "compositional"), max_length=None, data_root=None, verbose=1,
-                    precision="float32", backup_every=200, tensorboard=False, callbacks=(),
-                    **decoder_options):
+                    precision="float32", jit_compile="auto", backup_every=200, tensorboard=False,
+                    callbacks=(), **decoder_options):
     """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with BLEU.
 
     Args:
@@ -58,6 +58,8 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         data_root: where "shapes" is written (default ~/.cache/vlm_keras/datasets).
         verbose: 0 silent, 1 progress bars.
         precision: "float32", "mixed_float16" (GPUs; the loss is scaled) or "mixed_bfloat16".
+        jit_compile: XLA for the training step: "auto" (Keras: on with a GPU when every layer
+            supports it, off on CPU, where it measured 1.7-5x slower, `benchmarks/xla.py`), True, False.
         backup_every: steps between mid-epoch backups (None: at epoch ends only).
         tensorboard: also log TensorBoard scalars and sample captions to checkpoints/tensorboard.
         callbacks: extra Keras callbacks for fit().
@@ -133,7 +135,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
 
     with strategy.scope():
         trained.compile(optimizer=adam(learning_rate, precision), loss=caption_loss(),
-                        metrics=[MaskedTokenAccuracy()])
+                        metrics=[MaskedTokenAccuracy()], jit_compile=jit_compile)
 
     config = {
         "model_type": model,
@@ -204,8 +206,8 @@ def _save_result(bundle, out, strategy, verbose):
 def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_size=128,
               learning_rate=1e-3, weights=None, feature_layer="block5_conv3", num_images=6000, seed=0,
               out=None, checkpoint_dir=None, strategy="auto", eval_splits=("test", "compositional"),
-              top_k_answers=1000, data_root=None, verbose=1, precision="float32", backup_every=200,
-              tensorboard=False, callbacks=(), **head_options):
+              top_k_answers=1000, data_root=None, verbose=1, precision="float32", jit_compile="auto",
+              backup_every=200, tensorboard=False, callbacks=(), **head_options):
     """Trains a VQA model (VGG16 features + question LSTM -> answer) and scores the VQA accuracy.
 
     Args:
@@ -214,8 +216,8 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         model: "concat" (the document's network), "attention" (the question attends over the
             VGG16 grid) or "question_only" (the blind baseline).
         epochs, image_size, batch_size, learning_rate, weights, feature_layer, num_images, seed,
-        out, checkpoint_dir, strategy, data_root, verbose, precision, backup_every, tensorboard,
-        callbacks: as `train_captioner` (batch_size is per replica).
+        out, checkpoint_dir, strategy, data_root, verbose, precision, jit_compile, backup_every,
+        tensorboard, callbacks: as `train_captioner` (batch_size is per replica).
         eval_splits: splits scored with the official VQA accuracy after training.
         top_k_answers: the answer vocabulary keeps the most frequent answers.
         **head_options: sizes for `vlm_keras.models.vqa.build_vqa_head`.
@@ -279,7 +281,7 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
     with strategy.scope():
         head.compile(optimizer=adam(learning_rate, precision),
                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=jit_compile)
     checkpoint_dir = _checkpoint_dir(out, checkpoint_dir, strategy)
     history, train_seconds, resumed = resumable_fit(
         head, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,

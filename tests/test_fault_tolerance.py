@@ -1,0 +1,138 @@
+"""A training run killed with SIGKILL mid-epoch resumes from its last backup and ends where an
+uninterrupted run ends; logs; atomic checkpoint writes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vlm_keras.fit import TrainingBackup, atomic_save_weights
+
+# 32 train images x 5 captions = 160 examples; 8 per step -> 20 steps per epoch.
+TRAIN = """
+    import json, os, signal, sys, keras
+    from vlm_keras import train_captioner
+
+    class KillAt(keras.callbacks.Callback):
+        '''SIGKILL this process after global step `at`: no cleanup, no flush, like a power cut.'''
+        def __init__(self, at):
+            super().__init__()
+            self.at, self.seen = at, 0
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen += 1
+            if self.seen == self.at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    kill_at = int(sys.argv[2])
+    r = train_captioner(data=DATA, epochs=3, image_size=32, units=16, embed_dim=8, num_layers=1,
+                        dropout=0.3, batch_size=8, seed=5, verbose=0, eval_splits=("test",), out=sys.argv[1],
+                        backup_every=3, callbacks=[KillAt(kill_at)] if kill_at else [])
+    print(json.dumps({"bleu4": r.metrics["bleu4_test"], "val_loss": r.history["val_loss"],
+                      "resumed_from": r.metrics["resumed_from"]}))
+"""
+
+
+def _train(shapes_dir, out, kill_at=0):
+    script = textwrap.dedent(TRAIN).replace("DATA", repr(str(shapes_dir)))
+    return subprocess.run([sys.executable, "-c", script, str(out), str(kill_at)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches(shapes_dir, tmp_path):
+    whole = _train(shapes_dir, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    expected = json.loads(whole.stdout.strip().splitlines()[-1])
+    assert expected["resumed_from"] is None
+
+    # Killed at step 27 = epoch 2, step 7; the last backup was taken at epoch 2, step 6.
+    crashed = _train(shapes_dir, tmp_path / "crashed", kill_at=27)
+    assert crashed.returncode == -signal.SIGKILL
+    state = json.loads((tmp_path / "crashed" / "checkpoints" / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (1, 6)
+    assert not (tmp_path / "crashed" / "model.keras").exists()
+    rows = list(csv.DictReader(open(tmp_path / "crashed" / "checkpoints" / "training.csv")))
+    assert [r["epoch"] for r in rows] == ["0"]  # the CSV log survived the crash
+
+    resumed = _train(shapes_dir, tmp_path / "crashed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert got["resumed_from"] == {"epoch": 1, "step": 6}
+    np.testing.assert_allclose(got["val_loss"], expected["val_loss"], rtol=1e-4)
+    assert got["bleu4"] == pytest.approx(expected["bleu4"], abs=1e-6)
+    # Finished: the backup is gone, the model folder is whole, the log has every epoch once.
+    assert not (tmp_path / "crashed" / "checkpoints" / "backup").exists()
+    assert (tmp_path / "crashed" / "model.keras").is_file()
+    rows = list(csv.DictReader(open(tmp_path / "crashed" / "checkpoints" / "training.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+
+
+def test_backup_state_always_names_a_complete_weights_file(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dropout(0.5)])
+    model.compile("adam", "mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    backup = TrainingBackup(tmp_path / "backup", every=1)
+    backup.set_model(model)
+    backup.save(0, 1)
+    backup.save(0, 2)
+    state = json.loads((tmp_path / "backup" / "state.json").read_text())
+    assert state["step"] == 2
+    files = sorted(p.name for p in (tmp_path / "backup").iterdir())
+    assert files == sorted(["state.json", state["weights"]])  # the older weights file is gone
+    seeds = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    assert len(state["seed_states"]) == len(seeds) == 1
+
+    fresh = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dropout(0.5)])
+    fresh.compile("adam", "mse")
+    restorer = TrainingBackup(tmp_path / "backup")
+    restorer.set_model(fresh)
+    assert restorer.restore() == (0, 2)
+    for a, b in zip(model.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy())
+
+
+def test_atomic_save_weights_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = tmp_path / "latest.weights.h5"
+    atomic_save_weights(model, path)
+    before = path.read_bytes()
+
+    def broken_save(self, filepath, **kwargs):
+        open(filepath, "wb").write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save_weights", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save_weights(model, path)
+    assert path.read_bytes() == before
+
+
+def test_tensorboard_logs_scalars_and_sample_captions(shapes_dir, tmp_path):
+    import tensorflow as tf
+
+    from vlm_keras import train_captioner
+
+    train_captioner(data=str(shapes_dir), epochs=1, image_size=32, units=16, embed_dim=8, num_layers=1,
+                    batch_size=16, seed=0, verbose=0, eval_splits=(), out=tmp_path / "m", tensorboard=True)
+    board = tmp_path / "m" / "checkpoints" / "tensorboard"
+    texts, scalars = [], set()
+    for event_file in board.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                if value.tag == "samples":
+                    texts.append(tf.make_ndarray(value.tensor).item().decode())
+                else:
+                    scalars.add(value.tag)
+    assert any("loss" in tag for tag in scalars)
+    assert texts and texts[0].startswith("1. ")
+    assert os.path.isfile(tmp_path / "m" / "checkpoints" / "training.csv")
