@@ -42,5 +42,5 @@ def tiny_retrieval(shapes_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("retrieval") / "model"
     result = train_retrieval(data=str(shapes_dir), epochs=2, batch_size=32, seed=0, verbose=0, out=out,
-                             embed_dim=16, hidden_dim=32, word_dim=8, units=16)
+                             embed_dim=16, hidden_dim=32, attention_dim=16, word_dim=8, units=16)
     return result, out

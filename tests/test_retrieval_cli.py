@@ -134,12 +134,12 @@ def test_index_and_search_errors(capsys, tiny_retrieval, images_dir, index_file,
 def test_train_and_evaluate_retrieval_with_the_cli(capsys, shapes_dir, tmp_path):
     model_dir = tmp_path / "retrieval"
     code, out, _ = _run(capsys, "train", "retrieval", "--data", shapes_dir, "--out", model_dir, "--epochs", "1",
-                        "--embed-dim", "16", "--batch-size", "64", "--pooling", "attention")
+                        "--embed-dim", "16", "--batch-size", "64", "--pooling", "flatten")
     assert code == 0
     metrics = json.loads(out.strip().splitlines()[-1])
     assert metrics["model_dir"] == str(model_dir) and 0 <= metrics["text_to_image_r10_test"] <= 1
     config = json.loads((model_dir / "config.json").read_text())
-    assert config["task"] == "retrieval" and config["pooling"] == "attention" and config["batch_size"] == 64
+    assert config["task"] == "retrieval" and config["pooling"] == "flatten" and config["batch_size"] == 64
     code, out, _ = _run(capsys, "evaluate", "retrieval", "--model", model_dir, "--data", shapes_dir,
                         "--split", "compositional")
     assert code == 0

@@ -48,7 +48,7 @@ def test_the_image_tower_pools_an_earlier_vgg16_block_to_4x4():
     encoder = build_image_encoder(64, feature_layer="block3_pool")
     assert encoder.output_shape == (None, 8, 8, 256)
     assert build_image_encoder(64, feature_layer="block4_pool").output_shape == (None, 4, 4, 512)
-    tower = build_image_tower(encoder.output_shape[1:], embed_dim=8, hidden_dim=8)
+    tower = build_image_tower(encoder.output_shape[1:], pooling="flatten", embed_dim=8, hidden_dim=8)
     assert tower.get_layer("grid_pool").output.shape == (None, 4, 4, 256)
     features = np.random.rand(6, 8, 8, 256).astype("float32")
     adapt_image_tower(tower, features)                # the statistics of the pooled grid

@@ -108,8 +108,9 @@ def build_parser():
     ret = train_kinds.add_parser("retrieval", help="image-text retrieval: a contrastive dual encoder")
     ret.add_argument("--data", default="shapes", help="'shapes' or a COCO-format folder")
     ret.add_argument("--out", required=True, help="model folder to write")
-    ret.add_argument("--pooling", default="flatten", choices=["flatten", "attention", "mean"],
-                     help="how the image tower pools the VGG16 grid (flatten keeps every cell's place)")
+    ret.add_argument("--pooling", default="attention", choices=["attention", "flatten", "mean"],
+                     help="how the image tower pools the VGG16 grid: attention (default) over the regions "
+                          "and their positions, flatten (every cell keeps its place), mean (a baseline)")
     ret.add_argument("--epochs", type=int, default=10)
     ret.add_argument("--learning-rate", type=float, default=1e-3)
     ret.add_argument("--temperature", type=float, default=0.07, help="initial temperature (learned)")

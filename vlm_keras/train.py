@@ -323,7 +323,7 @@ IMAGE_TOWER_OPTIONS = ("embed_dim", "grid_pool", "hidden_dim", "attention_dim", 
 TEXT_TOWER_OPTIONS = ("embed_dim", "word_dim", "units", "bidirectional")
 
 
-def train_retrieval(data="shapes", *, pooling="flatten", epochs=10, image_size=64, batch_size=256,
+def train_retrieval(data="shapes", *, pooling="attention", epochs=10, image_size=64, batch_size=256,
                     learning_rate=1e-3, temperature=0.07, weights=None, feature_layer="block3_pool",
                     num_images=6000, seed=0, out=None, checkpoint_dir=None, strategy="auto",
                     eval_splits=("test", "compositional"), max_length=None, data_root=None, verbose=1,
@@ -334,8 +334,8 @@ def train_retrieval(data="shapes", *, pooling="flatten", epochs=10, image_size=6
 
     Args:
         data: "shapes" or a folder in the COCO captions layout (several captions per image).
-        pooling: how the image tower pools the VGG16 grid: "flatten", "attention" or "mean"
-            (`vlm_keras.models.retrieval.build_image_tower`).
+        pooling: how the image tower pools the VGG16 grid: "attention" (the best on the scenes,
+            `benchmarks/retrieval.py`), "flatten" or "mean" (`build_image_tower`).
         epochs: passes over every (image, reference caption) pair of the train split.
         batch_size: examples per replica. Each example's negatives are all the other examples of
             the global batch (batch_size x replicas), gathered from every replica.

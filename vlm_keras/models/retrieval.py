@@ -20,10 +20,10 @@ from keras import ops
 
 from vlm_keras.layers import RegionEmbedding, ScaledCosineSimilarity, ScaledDotProductAttention
 
-IMAGE_POOLING = ("flatten", "attention", "mean")
+IMAGE_POOLING = ("attention", "flatten", "mean")
 
 
-def build_image_tower(feature_shape, embed_dim=256, pooling="flatten", grid_pool="auto", hidden_dim=512,
+def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_pool="auto", hidden_dim=512,
                       attention_dim=256, glimpses=2, dropout=0.5, name="image_tower"):
     """Encoder features -> an L2-normalised image embedding, as a functional model.
 
@@ -31,10 +31,11 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="flatten", grid_pool
         feature_shape: one image's encoder grid, e.g. (8, 8, 256) for VGG16 block3_pool at 64 px.
         embed_dim: size `D` of the shared embedding space.
         pooling: how the grid becomes one vector:
+            "attention": `glimpses` queries (the first from the mean region, the next adding what
+                the previous one found) attend over the regions with their positions
+                (`RegionEmbedding`, `ScaledDotProductAttention`);
             "flatten": every cell keeps its place (a Dense layer over the flattened grid), so
                 "left of" and "above" stay visible; the captioner's image projection;
-            "attention": `glimpses` learned queries (the first from the mean region) attend over
-                the regions with their positions (`RegionEmbedding`);
             "mean": the average cell: position is lost (a baseline).
         grid_pool: max-pools the grid by this factor first (as VGG16's own pooling); "auto" pools
             a grid larger than 4x4 down to 4x4 (block3_pool's 8x8 cells at 64 px by 2), 1 not at all.
