@@ -137,9 +137,7 @@ def build_index(embedder, images_dir, batch_size=32, progress=True):
 
 def write_index(path, embeddings, paths, info):
     """Writes an index file atomically (a temporary file renamed over `path`)."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise ValueError(f"index path '{path}' is a folder; expected a file name, e.g. images.npz")
+    path = _check_index_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     try:
@@ -149,6 +147,13 @@ def write_index(path, embeddings, paths, info):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def _check_index_path(path):
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"index path '{path}' is a folder; expected a file name, e.g. images.npz")
     return path
 
 
@@ -171,6 +176,7 @@ def load_index(path):
 def index_folder(model_path, images_dir, out, batch_size=32, progress=True):
     """`vlm-keras index`: embeds a folder with a model and writes the index. Returns a summary dict."""
     started = time.perf_counter()
+    _check_index_path(out)  # before the work, not after
     embedder = open_embedder(model_path)
     embeddings, paths, skipped = build_index(embedder, images_dir, batch_size, progress)
     info = {"model": str(pathlib.Path(model_path).resolve()), "images_dir": str(pathlib.Path(images_dir).resolve()),
