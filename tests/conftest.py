@@ -33,3 +33,14 @@ def tiny_model_dir(tiny_captioner, tiny_run_dir):
     """The model folder train_captioner(out=...) wrote, checkpoints included."""
     assert (tiny_run_dir / "checkpoints" / "best.weights.h5").is_file()
     return tiny_run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_retrieval(shapes_dir, tmp_path_factory):
+    """A small dual encoder trained for two epochs through train_retrieval(out=...): (result, folder)."""
+    from vlm_keras import train_retrieval
+
+    out = tmp_path_factory.mktemp("retrieval") / "model"
+    result = train_retrieval(data=str(shapes_dir), epochs=2, batch_size=32, seed=0, verbose=0, out=out,
+                             embed_dim=16, hidden_dim=32, word_dim=8, units=16)
+    return result, out

@@ -20,9 +20,11 @@ __version__ = "0.1.0"
 # Resolved on first use (PEP 562) so that `import vlm_keras.data.shapes` stays light.
 _PUBLIC = {
     "Captioner": "vlm_keras.captioning",
+    "RetrievalModel": "vlm_keras.retrieval",
     "VQAModel": "vlm_keras.vqa",
     "load_model": "vlm_keras.bundle",
     "train_captioner": "vlm_keras.train",
+    "train_retrieval": "vlm_keras.train",
     "train_vqa": "vlm_keras.train",
 }
 __all__ = sorted(_PUBLIC) + ["__version__"]

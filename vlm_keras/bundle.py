@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from vlm_keras.data import pipeline
+from vlm_keras.data.text import Tokenizer
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -27,10 +28,13 @@ class ModelFolderError(ValueError):
 
 
 class ModelBundle:
-    """Base of `Captioner` and `VQAModel`: the Keras model, its config, history and metrics.
+    """Base of `Captioner`, `VQAModel` and `RetrievalModel`: the Keras model, its config, history
+    and metrics.
 
-    Subclasses set `TASK` and implement `_vocabularies()` (what to add to config.json) and
-    `_from_folder(model, config, history, metrics)` (the inverse).
+    Subclasses set `TASK`. `_vocabularies()` says what to add to config.json and
+    `_from_folder(model, config, history, metrics)` does the inverse; the defaults keep one
+    `tokenizer` and suit a subclass built as `cls(model, tokenizer, config, ...)` (`Captioner`,
+    `RetrievalModel`); `VQAModel` overrides them.
 
     Args:
         model: the end-to-end Keras model; its encoder is the sub-model "image_encoder".
@@ -65,11 +69,12 @@ class ModelBundle:
         return self.encoder.predict(pixels, batch_size=batch_size, verbose=0)
 
     def _vocabularies(self):
-        raise NotImplementedError
+        return {"tokenizer": self.tokenizer.get_config()}
 
     @classmethod
     def _from_folder(cls, model, config, history, metrics):
-        raise NotImplementedError
+        tokenizer = Tokenizer.from_config(config.pop("tokenizer"))
+        return cls(model, tokenizer, config, history=history, metrics=metrics)
 
     def save(self, model_dir):
         """Writes the model folder. Each file is written under a temporary name and moved into
@@ -159,7 +164,8 @@ def _json_default(value):
 
 
 def load_model(model_dir):
-    """Loads any vlm_keras model folder: a `Captioner` or a `VQAModel`, by the task in its config."""
+    """Loads any vlm_keras model folder: a `Captioner`, a `VQAModel` or a `RetrievalModel`, by the
+    task in its config."""
     model_dir = pathlib.Path(model_dir)
     config_file = model_dir / CONFIG_FILE
     task = _read_json(config_file).get("task", "captioning") if config_file.is_file() else "captioning"
@@ -167,6 +173,10 @@ def load_model(model_dir):
         from vlm_keras.vqa import VQAModel
 
         return VQAModel.load(model_dir)
+    if task == "retrieval":
+        from vlm_keras.retrieval import RetrievalModel
+
+        return RetrievalModel.load(model_dir)
     from vlm_keras.captioning import Captioner
 
     return Captioner.load(model_dir)

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from vlm_keras.bundle import ModelBundle
 from vlm_keras.data import coco, pipeline
-from vlm_keras.data.text import START_ID, Tokenizer, tokenize
+from vlm_keras.data.text import START_ID, tokenize
 from vlm_keras.decoding import beam_search, greedy_decode
 from vlm_keras.metrics import bleu_scores
 
@@ -130,13 +130,9 @@ class Captioner(ModelBundle):
         Returns:
             {"bleu1".."bleu4", "num_images", "ms_per_caption"}.
         """
-        if isinstance(data, coco.CaptionSplit):
-            caption_split = data
-        else:
-            from vlm_keras.data.sources import resolve_data_dir
+        from vlm_keras.data.sources import caption_split_of
 
-            data_dir = resolve_data_dir(data, verbose=bool(verbose), **data_kwargs)
-            caption_split = coco.load_caption_split(data_dir, split)
+        caption_split = caption_split_of(data, split, verbose=bool(verbose), **data_kwargs)
         features = pipeline.extract_features(self.encoder, caption_split.image_paths, self.image_size,
                                              batch_size, verbose=verbose,
                                              what=f"{caption_split.name} images")
@@ -153,14 +149,6 @@ class Captioner(ModelBundle):
         return scores
 
     # -- persistence ------------------------------------------------------------------------
-    def _vocabularies(self):
-        return {"tokenizer": self.tokenizer.get_config()}
-
-    @classmethod
-    def _from_folder(cls, model, config, history, metrics):
-        tokenizer = Tokenizer.from_config(config.pop("tokenizer"))
-        return cls(model, tokenizer, config, history=history, metrics=metrics)
-
     def export(self, path, overwrite=True):
         """Exports a SavedModel: encoded image bytes in, caption strings out. See `vlm_keras.export`."""
         from vlm_keras.export import export_captioner

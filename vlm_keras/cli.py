@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from vlm_keras.distribute import STRATEGIES  # noqa: E402  (no TensorFlow import)
 from vlm_keras.precision import PRECISIONS  # noqa: E402
 
-DEMO_DEFAULTS = {"num_images": 6000, "epochs": 8, "vqa_epochs": 10, "image_size": 64}
+DEMO_DEFAULTS = {"num_images": 6000, "epochs": 8, "vqa_epochs": 10, "retrieval_epochs": 10, "image_size": 64}
 
 
 def _weights(value):
@@ -65,11 +65,12 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="scenes dataset -> train -> evaluate -> export -> caption")
-    demo.add_argument("--task", default="captioning", choices=["captioning", "vqa"])
+    demo.add_argument("--task", default="captioning", choices=["captioning", "vqa", "retrieval"])
     demo.add_argument("--workdir", default=".", help="where data/ and saved_models/ go (default: .)")
     demo.add_argument("--num-images", type=int, default=DEMO_DEFAULTS["num_images"])
     demo.add_argument("--epochs", type=int, help=f"default {DEMO_DEFAULTS['epochs']} (captioning), "
-                                                     f"{DEMO_DEFAULTS['vqa_epochs']} (vqa)")
+                                                     f"{DEMO_DEFAULTS['vqa_epochs']} (vqa), "
+                                                     f"{DEMO_DEFAULTS['retrieval_epochs']} (retrieval)")
     demo.add_argument("--image-size", type=int, default=DEMO_DEFAULTS["image_size"])
     demo.add_argument("--seed", type=int, default=0)
 
@@ -104,6 +105,21 @@ def build_parser():
     vqa.add_argument("--learning-rate", type=float, default=1e-3)
     _add_training_options(vqa)
 
+    ret = train_kinds.add_parser("retrieval", help="image-text retrieval: a contrastive dual encoder")
+    ret.add_argument("--data", default="shapes", help="'shapes' or a COCO-format folder")
+    ret.add_argument("--out", required=True, help="model folder to write")
+    ret.add_argument("--pooling", default="flatten", choices=["flatten", "attention", "mean"],
+                     help="how the image tower pools the VGG16 grid (flatten keeps every cell's place)")
+    ret.add_argument("--epochs", type=int, default=10)
+    ret.add_argument("--learning-rate", type=float, default=1e-3)
+    ret.add_argument("--temperature", type=float, default=0.07, help="initial temperature (learned)")
+    ret.add_argument("--embed-dim", type=int, default=256)
+    ret.add_argument("--feature-layer", default="block3_pool",
+                     help="the VGG16 layer the image tower reads: block3_pool (default), block4_pool, "
+                          "block5_conv3 or block5_pool")
+    _add_training_options(ret)
+    ret.set_defaults(batch_size=256)  # in-batch negatives: a bigger batch gives more of them
+
     evaluate = commands.add_parser("evaluate", help="score a model; JSON on stdout")
     eval_kinds = evaluate.add_subparsers(dest="task", metavar="TASK", required=True)
     ecap = eval_kinds.add_parser("captioner", help="BLEU-1..4 over all references")
@@ -114,6 +130,22 @@ def build_parser():
     evqa = eval_kinds.add_parser("vqa", help="official VQA accuracy, overall and per type")
     _add_evaluation_options(evqa)
     evqa.add_argument("--predictions", help="write answers here in the VQA results format")
+
+    eret = eval_kinds.add_parser("retrieval", help="Recall@1/5/10 both ways and median rank, "
+                                                   "every image of the split against every caption")
+    _add_evaluation_options(eret)
+
+    index = commands.add_parser("index", help="embed a folder of images into a searchable index")
+    index.add_argument("--model", required=True, help="retrieval model folder or exported SavedModel")
+    index.add_argument("images_dir", metavar="IMAGES_DIR")
+    index.add_argument("--out", required=True, metavar="INDEX", help="index file to write (.npz)")
+    index.add_argument("--batch-size", type=int, default=32)
+
+    search = commands.add_parser("search", help="rank an index's images by a text query")
+    search.add_argument("--index", required=True, help="index file written by `vlm-keras index`")
+    search.add_argument("query", metavar="QUERY")
+    search.add_argument("-k", "--top-k", type=int, default=5, help="how many results")
+    search.add_argument("--model", help="the model to embed the query with (default: the index's)")
 
     ask = commands.add_parser("ask", help="answer a question about an image")
     ask.add_argument("--model", required=True, help="VQA model folder or exported SavedModel")
@@ -177,7 +209,14 @@ def cmd_data(args):
 
 
 def cmd_train(args):
-    if args.task == "vqa":
+    if args.task == "retrieval":
+        from vlm_keras.train import train_retrieval
+
+        result = train_retrieval(data=args.data, pooling=args.pooling, epochs=args.epochs,
+                                 learning_rate=args.learning_rate, temperature=args.temperature, out=args.out,
+                                 feature_layer=args.feature_layer, embed_dim=args.embed_dim,
+                                 **_training_options(args))
+    elif args.task == "vqa":
         from vlm_keras.train import train_vqa
 
         result = train_vqa(data=args.data, model=args.model_type, epochs=args.epochs,
@@ -192,6 +231,11 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    if args.task == "retrieval":
+        from vlm_keras.retrieval import RetrievalModel
+
+        report = RetrievalModel.load(args.model).evaluate(args.data, split=args.split, **_data_kwargs(args))
+        return [json.dumps(dict(report, split=args.split))]
     if args.task == "vqa":
         from vlm_keras.vqa import VQAModel
 
@@ -204,6 +248,24 @@ def cmd_evaluate(args):
     scores = captioner.evaluate(args.data, split=args.split, predictions=args.predictions,
                                 beam_size=args.beam_size, **_data_kwargs(args))
     return [json.dumps(dict(scores, split=args.split))]
+
+
+def cmd_index(args):
+    from vlm_keras.index import index_folder
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    summary = index_folder(args.model, args.images_dir, args.out, batch_size=args.batch_size)
+    for skipped in summary["skipped"]:
+        _say(f"skipped {skipped['path']}: {skipped['error']}")
+    return [json.dumps(summary)]
+
+
+def cmd_search(args):
+    from vlm_keras.index import search
+
+    results = search(args.index, args.query, k=args.top_k, model_path=args.model)
+    return [json.dumps({"query": args.query, "results": results})]
 
 
 def cmd_ask(args):
@@ -293,6 +355,8 @@ def cmd_demo(args):
     """Scenes -> train -> evaluate -> export -> reload the export -> caption a few test images."""
     if args.task == "vqa":
         return _demo_vqa(args)
+    if args.task == "retrieval":
+        return _demo_retrieval(args)
     import tensorflow as tf
 
     from vlm_keras.data import coco
@@ -301,10 +365,7 @@ def cmd_demo(args):
     from vlm_keras.train import train_captioner
 
     started = time.perf_counter()
-    workdir = pathlib.Path(args.workdir)
-    data_dir = workdir / "data" / f"shapes-n{args.num_images}-seed{args.seed}"
-    model_dir = workdir / "saved_models" / "captioner_model"
-    export_dir = workdir / "saved_models" / "captioner"
+    data_dir, model_dir, export_dir = _demo_folders(args, "captioner")
     _say(f"[1/5] scenes dataset -> {data_dir}")
     write_shapes_dataset(data_dir, num_images=args.num_images, seed=args.seed)
     epochs = args.epochs or DEMO_DEFAULTS["epochs"]
@@ -349,10 +410,7 @@ def _demo_vqa(args):
     from vlm_keras.train import train_vqa
 
     started = time.perf_counter()
-    workdir = pathlib.Path(args.workdir)
-    data_dir = workdir / "data" / f"shapes-n{args.num_images}-seed{args.seed}"
-    model_dir = workdir / "saved_models" / "vqa_model"
-    export_dir = workdir / "saved_models" / "vqa"
+    data_dir, model_dir, export_dir = _demo_folders(args, "vqa")
     _say(f"[1/5] scenes dataset with VQA v2 questions -> {data_dir}")
     write_shapes_dataset(data_dir, num_images=args.num_images, seed=args.seed)
     write_vqa_dataset(data_dir, seed=args.seed)
@@ -383,12 +441,61 @@ def _demo_vqa(args):
     return [json.dumps(summary)]
 
 
+def _demo_retrieval(args):
+    """Scenes -> train the dual encoder -> Recall@K -> export -> index the test images with the
+    export -> search them with test captions."""
+    from vlm_keras.data import coco
+    from vlm_keras.data.shapes_dataset import write_shapes_dataset
+    from vlm_keras.index import index_folder, load_index, open_embedder, search
+    from vlm_keras.train import train_retrieval
+
+    started = time.perf_counter()
+    data_dir, model_dir, export_dir = _demo_folders(args, "retrieval")
+    index_file = export_dir.parent / "test_images.npz"
+    _say(f"[1/5] scenes dataset -> {data_dir}")
+    write_shapes_dataset(data_dir, num_images=args.num_images, seed=args.seed)
+    epochs = args.epochs or DEMO_DEFAULTS["retrieval_epochs"]
+    _say(f"[2/5] training the dual encoder contrastively ({epochs} epochs, {args.image_size} px)")
+    result = train_retrieval(data=str(data_dir), epochs=epochs, image_size=args.image_size, seed=args.seed,
+                             out=model_dir)
+    _say(f"[3/5] exporting a SavedModel -> {export_dir}")
+    result.export(export_dir)
+    _say(f"[4/5] indexing the test images with the export -> {index_file}")
+    index_folder(export_dir, data_dir / "test", index_file)
+    _say("[5/5] searching the index with test captions")
+    test = coco.load_caption_split(data_dir, "test", check_images=False)
+    index, embedder = load_index(index_file), open_embedder(export_dir)
+    samples = []
+    for path, refs in list(zip(test.image_paths, test.captions))[:4]:
+        hits = search(index, refs[0], k=5, embedder=embedder)
+        found = [os.path.samefile(hit["path"], path) for hit in hits]
+        rank = found.index(True) + 1 if any(found) else None
+        samples.append({"query": refs[0], "image": os.path.relpath(path), "rank_in_top5": rank,
+                        "top1": os.path.relpath(hits[0]["path"]), "top1_score": round(hits[0]["score"], 4)})
+        _say(f"    {refs[0]!r}: its image {'ranked ' + str(rank) if rank else 'not in the top 5'}")
+    m = result.metrics
+    summary = {f"{k}_{split}": round(m[f"{k}_{split}"], 4) for split in ("test", "compositional")
+               for k in ("text_to_image_r1", "text_to_image_r10", "image_to_text_r1", "image_to_text_r10")}
+    summary.update({"train_seconds": round(m["train_seconds"], 1), "seconds": round(time.perf_counter() - started, 1),
+                    "model_dir": str(model_dir), "export_path": str(export_dir), "index": str(index_file),
+                    "samples": samples})
+    _say("done")
+    return [json.dumps(summary)]
+
+
+def _demo_folders(args, name):
+    """A demo's (data folder, model folder, export folder) under --workdir."""
+    workdir = pathlib.Path(args.workdir)
+    return (workdir / "data" / f"shapes-n{args.num_images}-seed{args.seed}",
+            workdir / "saved_models" / f"{name}_model", workdir / "saved_models" / name)
+
+
 def _say(message):
     print(message, file=sys.stderr, flush=True)
 
 
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask,
-            "caption": cmd_caption, "export": cmd_export}
+            "caption": cmd_caption, "export": cmd_export, "index": cmd_index, "search": cmd_search}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,8 @@ serve = tf.saved_model.load("saved_models/captioner").signatures["serving_defaul
 serve(images=tf.constant([open("cat.png", "rb").read()]))["captions"]   # (B,) tf.string
 ```
 or `saved_model_cli run --dir saved_models/captioner --tag_set serve --signature_def serving_default
---input_exprs 'images=["..."]'`.
+--input_exprs 'images=["..."]'`. A VQA export answers (image, question) pairs; a retrieval export
+embeds images (`embed_image`) and texts (`embed_text`) into one space.
 """
 
 import json
@@ -109,6 +110,48 @@ def export_vqa(vqa, path, overwrite=True, top_k=5):
             "outputs": {"answer": "tf.string (B,)", "probability": "float32 (B,)",
                         "top_k_answers": f"tf.string (B, {k})", "top_k_probabilities": f"float32 (B, {k})"},
             "config": vqa.config}
+    return _write_atomically(path, lambda tmp: archive.write_out(str(tmp), verbose=False), info)
+
+
+def export_retrieval(retrieval, path, overwrite=True):
+    """Writes a SavedModel with two signatures that embed into the retrieval model's space.
+
+    - `embed_image`: `images` (B,) tf.string of encoded images -> `embeddings` (B, D) float32;
+      also the `serving_default` signature;
+    - `embed_text`: `texts` (B,) tf.string -> `embeddings` (B, D) float32, tokenised in the graph
+      with the model's own vocabulary.
+
+    The embeddings are unit vectors, so `image_embeddings @ text_embeddings.T` is the cosine
+    similarity to rank by (the learned temperature, in the export's `assets/vlm_keras.json`, only
+    rescales it). Written atomically, as `export_captioner`.
+    """
+    path = pathlib.Path(path)
+    _check_target(path, overwrite)
+    encoder, image_tower, text_tower = retrieval.encoder, retrieval.image_tower, retrieval.text_tower
+    tokenizer, image_size = retrieval.tokenizer, retrieval.image_size
+
+    def embed_image(images):
+        features = encoder(decode_images(images, image_size), training=False)   # (B, h, w, 512)
+        return {"embeddings": image_tower(features, training=False)}             # (B, D)
+
+    def embed_text(texts):
+        return {"embeddings": text_tower(tokenizer.encode(texts), training=False)}  # (B, D)
+
+    archive = keras.export.ExportArchive()
+    archive.track(retrieval.model)
+    archive.track(tokenizer.lookup_table)
+    # The first endpoint is also exported as "serving_default".
+    archive.add_endpoint("embed_image", embed_image,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    archive.add_endpoint("embed_text", embed_text,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="texts")])
+    dim = retrieval.embed_dim
+    info = {"task": "retrieval",
+            "signatures": {"embed_image": {"inputs": {"images": "tf.string (B,)"}},
+                           "embed_text": {"inputs": {"texts": "tf.string (B,)"}},
+                           "serving_default": "embed_image"},
+            "outputs": {"embeddings": f"float32 (B, {dim}), unit vectors"},
+            "temperature": retrieval.temperature, "config": retrieval.config}
     return _write_atomically(path, lambda tmp: archive.write_out(str(tmp), verbose=False), info)
 
 

@@ -160,14 +160,37 @@ def image_caption_dataset(image_paths, image_index, caption_ids, image_size, bat
                          per_example=to_example).prefetch(AUTOTUNE)
 
 
+def feature_dataset(features, image_index, token_inputs, targets, batch_size, shuffle=True, seed=0,
+                    epoch=0, skip=0):
+    """Batches of ({"image_features": features[image_index], **token_inputs}, targets).
+
+    Args:
+        features: (M, h, w, c) cached encoder features.
+        image_index: (N,) the feature row of each example.
+        token_inputs: {input name: (N, T) token ids}, e.g. {"question_tokens": ...}.
+        targets: (N,) what the loss compares with.
+        batch_size, shuffle, seed, epoch, skip: see `epoch_batches` (`batch_size` is global).
+    """
+    features = tf.constant(features)
+    ds = tf.data.Dataset.from_tensor_slices((image_index, token_inputs, targets))
+    ds = epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip)
+
+    def to_example(idx, tokens, target):
+        return dict(tokens, image_features=tf.gather(features, idx)), target
+
+    return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
 def vqa_dataset(features, image_index, question_tokens, answer_ids, batch_size, shuffle=True, seed=0,
                 epoch=0, skip=0):
     """Batches of ({image_features, question_tokens}, answer id) from cached image features."""
-    features = tf.constant(features)
-    ds = tf.data.Dataset.from_tensor_slices((image_index, question_tokens, answer_ids))
-    ds = epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip)
+    return feature_dataset(features, image_index, {"question_tokens": question_tokens}, answer_ids,
+                           batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
 
-    def to_example(idx, tokens, answer):
-        return {"image_features": tf.gather(features, idx), "question_tokens": tokens}, answer
 
-    return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+def retrieval_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0):
+    """Batches of ({image_features, caption_tokens}, image index): every (image, reference) pair
+    once per epoch (`caption_examples`). The image index is the target: the contrastive loss uses
+    it so that two captions of one image in a batch are not each other's negatives."""
+    return feature_dataset(features, image_index, {"caption_tokens": caption_ids}, image_index,
+                           batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)

@@ -346,6 +346,22 @@ def _draw_shape(draw, obj, side, angle_degrees):
 def _caption(scene, frame, canonical, rng):
     """Fills a caption frame; non-canonical captions use synonyms or drop sizes."""
     style = "canonical" if canonical else ("synonym" if rng.random() < 0.7 else "omitted")
+    position = 0
+    if len(scene.objects) == 1 and not canonical:
+        options = _POSITIONS[_cell(scene.objects[0])]
+        position = 1 + int(rng.integers(len(options) - 1))
+    return _fill_frame(scene, frame, style, position)
+
+
+def _cell(obj):
+    """(row, col) of the 3x3 grid cell that holds the object's centre."""
+    return min(int(obj.y * 3), 2), min(int(obj.x * 3), 2)
+
+
+def _fill_frame(scene, frame, style, position):
+    """A caption: `frame` filled with the scene's objects in `style` ("canonical", "synonym" or
+    "omitted": sizes dropped where colour and shape identify the object); a lone object's place
+    is the `position`-th phrase of its grid cell (0 is the canonical one)."""
     objects = scene.objects
     kinds = [(o.color, o.shape) for o in objects]
 
@@ -359,10 +375,7 @@ def _caption(scene, frame, canonical, rng):
         return ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
 
     if len(objects) == 1:
-        cell = (min(int(objects[0].y * 3), 2), min(int(objects[0].x * 3), 2))
-        options = _POSITIONS[cell]
-        position = options[0] if canonical else options[1 + int(rng.integers(len(options) - 1))]
-        return frame.format(a=phrase(objects[0]), pos=position)
+        return frame.format(a=phrase(objects[0]), pos=_POSITIONS[_cell(objects[0])][position])
     if len(objects) == 2:
         first, second = objects
         if abs(second.x - first.x) > abs(second.y - first.y):
@@ -375,6 +388,41 @@ def _caption(scene, frame, canonical, rng):
     phrases = [phrase(o) for o in sorted(objects, key=lambda o: o.x)]
     listing = " ".join(phrases[:-1]) + " and " + phrases[-1]
     return frame.format(count=_COUNT_WORDS[len(objects)], list=listing)
+
+
+def possible_captions(scene):
+    """Every caption `describe_scene` can write for the scene (any random state): each frame in
+    each style, with each of a lone object's position phrases. A caption is *true of* a scene
+    when it is in this set; `caption_ambiguity` counts, for a caption, the scenes of a pool it is
+    true of (how well posed retrieval is)."""
+    count = len(scene.objects)
+    frames = {1: _ONE_OBJECT_FRAMES, 2: _TWO_OBJECT_FRAMES}.get(count, _MANY_OBJECT_FRAMES)
+    # Canonical captions use a lone object's first position phrase, the others any other one.
+    other_positions = range(1, len(_POSITIONS[_cell(scene.objects[0])])) if count == 1 else (0,)
+    captions = set()
+    for frame in frames:
+        captions.add(_fill_frame(scene, frame, "canonical", 0))
+        for style in ("synonym", "omitted"):
+            for position in other_positions:
+                captions.add(_fill_frame(scene, frame, style, position))
+    return captions
+
+
+def caption_ambiguity(captions, scenes):
+    """For each caption, how many of `scenes` it is true of (in their `possible_captions`).
+
+    Args:
+        captions: caption strings, e.g. every reference of a retrieval pool.
+        scenes: the pool's `Scene`s.
+
+    Returns:
+        (len(captions),) int array; 1 means the caption singles out one scene of the pool.
+    """
+    true_of = {}
+    for scene in scenes:
+        for caption in possible_captions(scene):
+            true_of[caption] = true_of.get(caption, 0) + 1
+    return np.array([true_of.get(caption, 0) for caption in captions], dtype=np.int64)
 
 
 def check_int(name, value, minimum):

@@ -15,7 +15,7 @@ import os
 import pathlib
 import re
 
-from vlm_keras.data.coco import DatasetError
+from vlm_keras.data.coco import CaptionSplit, DatasetError, load_caption_split
 
 TFDS_PREFIX = "tfds:"
 # "name", "name/config", "name:1.0.0", "name/config:1.*.*", as TFDS spells them.
@@ -68,6 +68,14 @@ def resolve_data_dir(data, num_images=6000, seed=0, data_root=None, verbose=True
             f"data folder '{data}' has no annotations/ folder; expected "
             f"annotations/captions_<split>.json next to one image folder per split")
     return path
+
+
+def caption_split_of(data, split, verbose=True, **data_kwargs):
+    """`data` itself when it is a loaded `CaptionSplit`; else the split `split` of the dataset that
+    `resolve_data_dir(data, **data_kwargs)` names."""
+    if isinstance(data, CaptionSplit):
+        return data
+    return load_caption_split(resolve_data_dir(data, verbose=verbose, **data_kwargs), split)
 
 
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):

@@ -130,6 +130,14 @@ def _written_with(path, settings):
     return True
 
 
+def load_scenes(data_dir, split):
+    """{image_id: `Scene`} from a scenes dataset's `annotations/scenes_<split>.json`, validated."""
+    scenes_file = _scenes_file(data_dir, split)
+    if not scenes_file.is_file():
+        raise DatasetError(f"scenes '{scenes_file}' does not exist")
+    return dict(_read_scenes(scenes_file))
+
+
 def _scenes_file(data_dir, split):
     return pathlib.Path(data_dir) / "annotations" / f"scenes_{split}.json"
 

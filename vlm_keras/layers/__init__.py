@@ -1,8 +1,9 @@
-"""Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings."""
+"""Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity."""
 
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
 from vlm_keras.layers.positional_embedding import PositionalEmbedding
 from vlm_keras.layers.region_embedding import RegionEmbedding
+from vlm_keras.layers.scaled_cosine_similarity import ScaledCosineSimilarity
 from vlm_keras.layers.scaled_dot_product_attention import ScaledDotProductAttention
 from vlm_keras.layers.transformer_decoder_block import TransformerDecoderBlock
 
@@ -10,6 +11,7 @@ __all__ = [
     "MultiHeadAttention",
     "PositionalEmbedding",
     "RegionEmbedding",
+    "ScaledCosineSimilarity",
     "ScaledDotProductAttention",
     "TransformerDecoderBlock",
 ]
