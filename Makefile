@@ -1,11 +1,12 @@
 # `make demo`: install into .venv (created when missing) and run the captioning demo.
 # `make test`: install the test extra into .venv and run the test suite.
+# `make notebooks`: execute every tutorial notebook headless (fails on any error).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-all notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,10 @@ demo: $(VENV)/.installed
 	$(BIN)/vlm-keras demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not notebooks"
+
+notebooks: $(VENV)/.installed-test
+	$(BIN)/pytest -q -m notebooks tests/test_notebooks.py
 
 test-all: $(VENV)/.installed-test
 	$(BIN)/pytest -q

@@ -34,8 +34,13 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
     """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with BLEU.
 
     Args:
-        data: "shapes" (the offline synthetic scenes) or a folder in the COCO captions layout
-            (`annotations/captions_<split>.json` and one image folder per split).
+        data: "shapes" (the offline synthetic scenes), a folder in the COCO captions layout
+            (`annotations/captions_<split>.json` and one image folder per split), or a TFDS
+            dataset: "tfds:<name>[/<config>]" ("tfds:coco_captions", "tfds:vlm_scenes/small"), or
+            its bare name when no folder has that name. A TFDS dataset is read from
+            $TFDS_DATA_DIR (else ~/tensorflow_datasets) and written once as a COCO folder under
+            `data_root`; vlm_scenes is built offline, any other must be prepared beforehand
+            (`tfds build coco_captions`). See `vlm_keras.data.sources`.
         model: the captioner type: "lstm" (the document's VGG16 + LSTM network), "attention" (an
             LSTM that attends over the VGG16 grid for every word) or "transformer".
         epochs: passes over every (image, reference caption) pair of the train split.
@@ -45,7 +50,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         weights: VGG16 weights: None (random; the offline default), "imagenet" or a local .h5 path.
         feature_layer: the VGG16 layer whose grid the decoder reads ("block5_conv3" or "block5_pool").
         fine_tune: False freezes VGG16 and caches its features once; True trains it end to end.
-        num_images: for data="shapes", images in train + val + test.
+        num_images: for data="shapes", images in train + val + test (a TFDS config fixes its own).
         seed: seeds weight initialisation, dropout, shuffling and the scenes generator.
         out: optional model folder to save the result into (checkpoints go to out/checkpoints).
             Run the same call again after a crash and training resumes from the last backup.
@@ -55,7 +60,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
             ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu").
         eval_splits: splits scored with BLEU after training (missing ones are skipped).
         max_length: words kept per caption; None uses the longest training caption.
-        data_root: where "shapes" is written (default ~/.cache/vlm_keras/datasets).
+        data_root: where "shapes" and TFDS datasets are written (default ~/.cache/vlm_keras/datasets).
         verbose: 0 silent, 1 progress bars.
         precision: "float32", "mixed_float16" (GPUs; the loss is scaled) or "mixed_bfloat16".
         jit_compile: XLA for the training step: "auto" (Keras: on with a GPU when every layer
@@ -235,8 +240,10 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
     """Trains a VQA model (VGG16 features + question LSTM -> answer) and scores the VQA accuracy.
 
     Args:
-        data: "shapes" (the synthetic scenes with their questions) or a folder in the VQA v2 layout
-            (`annotations/questions_<split>.json`, `annotations/vqa_<split>.json`, image folders).
+        data: "shapes" (the synthetic scenes with their questions), a folder in the VQA v2 layout
+            (`annotations/questions_<split>.json`, `annotations/vqa_<split>.json`, image folders),
+            or a TFDS dataset with questions ("tfds:vlm_scenes", "tfds:vlm_scenes/small"), as
+            `train_captioner`'s `data`.
         model: "concat" (the document's network), "attention" (the question attends over the
             VGG16 grid) or "question_only" (the blind baseline).
         epochs, image_size, batch_size, learning_rate, weights, feature_layer, num_images, seed,
@@ -333,7 +340,8 @@ def train_retrieval(data="shapes", *, pooling="attention", epochs=10, image_size
     symmetric contrastive loss and scores Recall@1/5/10 both ways and the median rank.
 
     Args:
-        data: "shapes" or a folder in the COCO captions layout (several captions per image).
+        data: "shapes", a folder in the COCO captions layout (several captions per image) or a
+            TFDS captions dataset, as `train_captioner`'s `data`.
         pooling: how the image tower pools the VGG16 grid: "attention" (the best on the scenes,
             `benchmarks/retrieval.py`), "flatten" or "mean" (`build_image_tower`).
         epochs: passes over every (image, reference caption) pair of the train split.

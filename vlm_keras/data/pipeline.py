@@ -5,6 +5,7 @@ exported SavedModels all call it, so a served model sees exactly the pixels it w
 """
 
 import sys
+import weakref
 
 import keras
 import numpy as np
@@ -76,7 +77,7 @@ def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1,
               file=sys.stderr)
     if len(image_paths) == 0:
         return np.zeros((0,) + tuple(encoder.output_shape[1:]), np.float32)
-    encode = tf.function(lambda images: encoder(images, training=False), reduce_retracing=True)
+    encode = _compiled_encoder(encoder)
     progress = keras.utils.Progbar(len(image_paths), unit_name="image") if verbose else None
     parts = []
     for images in image_dataset(image_paths, image_size, batch_size):
@@ -85,6 +86,17 @@ def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1,
         if progress is not None:
             progress.add(len(parts[-1]))
     return np.concatenate(parts)
+
+
+_COMPILED_ENCODERS = weakref.WeakKeyDictionary()
+
+
+def _compiled_encoder(encoder):
+    """One traced graph per encoder, reused by every call (a new tf.function per call retraces)."""
+    if encoder not in _COMPILED_ENCODERS:
+        _COMPILED_ENCODERS[encoder] = tf.function(lambda images: encoder(images, training=False),
+                                                  reduce_retracing=True)
+    return _COMPILED_ENCODERS[encoder]
 
 
 def caption_examples(captions_per_image, tokenizer):

@@ -69,6 +69,38 @@ def vqa_files(data_dir, split):
     return annotations / f"questions_{split}.json", annotations / f"vqa_{split}.json"
 
 
+def write_vqa_split_files(data_dir, split, entries, info, data_type):
+    """Writes `questions_<split>.json` and `vqa_<split>.json` in the VQA v2 layout, atomically.
+
+    Args:
+        data_dir: dataset folder; the files go to its `annotations/`.
+        split: split name, stored as "data_subtype".
+        entries: one dict per question, in file order, with "question_id", "image_id",
+            "question", "question_type", "answer_type", "multiple_choice_answer" and "answers"
+            (the human answer strings).
+        info: dict stored under "info" in both files.
+        data_type: stored as "data_type", e.g. "vlm_scenes" or "mscoco".
+
+    Returns:
+        `(questions_file, annotations_file)` as `pathlib.Path`s.
+    """
+    questions = [{"image_id": e["image_id"], "question": e["question"], "question_id": e["question_id"]}
+                 for e in entries]
+    annotations = [{
+        "question_id": e["question_id"], "image_id": e["image_id"],
+        "question_type": e["question_type"], "answer_type": e["answer_type"],
+        "multiple_choice_answer": e["multiple_choice_answer"],
+        "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                    for i, a in enumerate(e["answers"])],
+    } for e in entries]
+    common = {"data_type": data_type, "data_subtype": split, "license": {}}
+    questions_file, annotations_file = vqa_files(data_dir, split)
+    _write_json_atomic(questions_file, {"info": info, "task_type": "Open-Ended", **common,
+                                        "questions": questions})
+    _write_json_atomic(annotations_file, {"info": info, **common, "annotations": annotations})
+    return questions_file, annotations_file
+
+
 def load_vqa_split(data_dir, split, check_images=True):
     """Loads `data_dir/annotations/{questions,vqa}_<split>.json`, images under `data_dir/<split>/`.
 

@@ -6,11 +6,11 @@ import pathlib
 
 import numpy as np
 
-from vlm_keras.data.coco import DatasetError, _write_json_atomic
+from vlm_keras.data.coco import DatasetError
 from vlm_keras.data.questions import generate_questions, human_answers
 from vlm_keras.data.shapes import SPLITS, Scene, check_int
 from vlm_keras.data.coco import _entry_name, _is_int, _read_json_object
-from vlm_keras.data.vqa import HUMAN_ANSWERS, _require_list, vqa_files
+from vlm_keras.data.vqa import HUMAN_ANSWERS, _require_list, vqa_files, write_vqa_split_files
 
 VQA_VERSION = "1.0"
 DATA_TYPE = "vlm_scenes"
@@ -70,30 +70,19 @@ def write_vqa_split(data_dir, split, seed=0, questions_per_image=6):
     data_dir = pathlib.Path(data_dir)
     settings = _settings(data_dir, split, seed, questions_per_image)
     info = {"description": "vlm_keras synthetic scene questions", **settings}
-    questions, annotations = [], []
+    entries = []
     for image_id, scene in _read_scenes(_scenes_file(data_dir, split)):
         rng = np.random.default_rng([seed, SPLITS.index(split), image_id, 1])
         generated = generate_questions(scene, rng, questions_per_image,
                                        allow_heldout=split == "compositional")
         for k, qa in enumerate(generated):
-            question_id = image_id * _QUESTION_ID_STRIDE + k
-            questions.append(
-                {"image_id": image_id, "question": qa["question"], "question_id": question_id}
-            )
-            answers = human_answers(qa, rng, HUMAN_ANSWERS)
-            annotations.append({
-                "question_id": question_id, "image_id": image_id,
-                "question_type": qa["question_type"], "answer_type": qa["answer_type"],
-                "multiple_choice_answer": qa["answer"],
-                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
-                            for i, a in enumerate(answers)],
+            entries.append({
+                "question_id": image_id * _QUESTION_ID_STRIDE + k, "image_id": image_id,
+                "question": qa["question"], "question_type": qa["question_type"],
+                "answer_type": qa["answer_type"], "multiple_choice_answer": qa["answer"],
+                "answers": human_answers(qa, rng, HUMAN_ANSWERS),
             })
-    common = {"data_type": DATA_TYPE, "data_subtype": split, "license": {}}
-    questions_file, annotations_file = vqa_files(data_dir, split)
-    _write_json_atomic(questions_file, {"info": info, "task_type": "Open-Ended", **common,
-                                        "questions": questions})
-    _write_json_atomic(annotations_file, {"info": info, **common, "annotations": annotations})
-    return questions_file, annotations_file
+    return write_vqa_split_files(data_dir, split, entries, info, DATA_TYPE)
 
 
 def _settings(data_dir, split, seed, questions_per_image):
