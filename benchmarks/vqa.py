@@ -1,6 +1,6 @@
 """Trains the three VQA models with the same data, epochs and seed; prints the accuracy table.
 
-    python benchmarks/vqa.py [--num-images 6000] [--epochs 10] [--models concat,attention,question_only]
+    python benchmarks/vqa.py [--num-images 6000] [--epochs 12] [--models attention,concat,question_only]
 
 Official VQA accuracy (leave-one-annotator-out over 10 answers) on the test and compositional
 splits, overall and per question type. Prints one JSON line per model, then Markdown tables.
@@ -16,10 +16,10 @@ from vlm_keras.train import train_vqa
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-images", type=int, default=6000)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--models", default="concat,attention,question_only")
+    parser.add_argument("--models", default="attention,concat,question_only")
     args = parser.parse_args()
 
     rows = []

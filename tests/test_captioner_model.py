@@ -137,7 +137,7 @@ def test_encoder_weight_errors(tmp_path):
     with pytest.raises(ValueError, match="at least 32"):
         build_image_encoder(16)
     with pytest.raises(ValueError, match="feature_layer"):
-        build_image_encoder(64, feature_layer="block2_pool")
+        build_image_encoder(64, feature_layer="block1_pool")
 
 
 def test_encoder_loads_a_local_weights_file(tmp_path):

@@ -84,6 +84,33 @@ def test_mirrored_on_two_cpus_matches_one_device_at_the_same_global_batch(shapes
     np.testing.assert_allclose(got["loss_one"], got["loss_two"], rtol=1e-4)
 
 
+def test_vqa_on_two_cpus_matches_one_device(shapes_dir, tmp_path):
+    """Whole images with all their questions per step, batch norm in the region convolutions:
+    two replicas must still train the weights of one device at the same global batch."""
+    result = _run(f"""
+        import json, numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from vlm_keras.data.vqa_dataset import write_vqa_dataset
+        from vlm_keras import train_vqa
+        data = write_vqa_dataset({str(shapes_dir)!r})
+        common = dict(data=str(data), model="attention", epochs=2, image_size=32, units=16, embed_dim=8,
+                      fusion_dim=16, attention_dim=8, conv_filters=8, dropout=0.0, seed=4, verbose=0,
+                      eval_splits=())
+        one = train_vqa(batch_size=12, strategy="default", checkpoint_dir={str(tmp_path / "a")!r}, **common)
+        two = train_vqa(batch_size=6, checkpoint_dir={str(tmp_path / "b")!r},
+                        strategy=tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"]), **common)
+        diffs = [float(np.max(np.abs(a - b))) for a, b in zip(one.head.get_weights(), two.head.get_weights())]
+        print(json.dumps({{"replicas": two.config["replicas"], "max_diff": max(diffs),
+                          "loss_one": one.history["loss"], "loss_two": two.history["loss"]}}))
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got["replicas"] == 2
+    assert got["max_diff"] < 1e-4
+    np.testing.assert_allclose(got["loss_one"], got["loss_two"], rtol=1e-4)
+
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     for s in socks:

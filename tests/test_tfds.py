@@ -230,6 +230,17 @@ def test_train_vqa_on_a_tfds_dataset(tfds_env, data_root):
     assert 0.0 <= result.metrics["accuracy_test"] <= 1.0
 
 
+def test_train_retrieval_on_a_tfds_dataset(tfds_env, data_root):
+    from vlm_keras import train_retrieval
+
+    result = train_retrieval(data=TINY, data_root=data_root, epochs=1, image_size=32, batch_size=16,
+                             verbose=0, eval_splits=("test",), embed_dim=8, hidden_dim=16,
+                             attention_dim=8, word_dim=8, units=8)
+    assert np.isfinite(result.history["loss"]).all()
+    assert 0.0 <= result.metrics["text_to_image_r10_test"] <= 1.0
+    assert result.metrics["num_images_test"] > 0
+
+
 def test_a_tfds_dataset_without_captions_is_refused(tmp_path):
     _write_metadata("mnist", {"train": 3}, tmp_path / "metadata")
     with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_FILES,

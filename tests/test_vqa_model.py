@@ -10,7 +10,8 @@ import pytest
 
 import keras
 from vlm_keras.cli import main
-from vlm_keras.models.vqa import build_vqa_head, question_attention_model
+from vlm_keras.data import pipeline
+from vlm_keras.models.vqa import adapt_vqa_head, build_grouped_trainer, build_vqa_head, question_attention_model
 from vlm_keras.vqa import VQAModel, build_answer_vocabulary
 
 GRID = (2, 2, 6)
@@ -18,10 +19,10 @@ GRID = (2, 2, 6)
 
 def _head(model_type, vocab=12, answers=4, **kw):
     keras.utils.set_random_seed(0)
-    head = build_vqa_head(model_type, vocab, answers, GRID, embed_dim=8, units=16, fusion_dim=32,
-                          attention_dim=16, dropout=0.0, **kw)
-    if model_type != "question_only":
-        head.get_layer("feature_normalization").adapt(np.random.rand(8, *GRID).astype("float32"))
+    kw = {"embed_dim": 8, "units": 16, "fusion_dim": 32, "attention_dim": 16, "conv_filters": 8,
+          "dropout": 0.0, **kw}
+    head = build_vqa_head(model_type, vocab, answers, GRID, **kw)
+    adapt_vqa_head(head, np.random.rand(8, *GRID).astype("float32"))
     return head
 
 
@@ -45,10 +46,44 @@ def test_question_only_ignores_the_image_and_the_others_do_not():
 def test_attention_weights_sum_to_one_over_regions():
     weights = question_attention_model(_head("attention"))(
         [np.random.rand(2, *GRID).astype("float32"), np.array([[2, 5, 3], [2, 6, 3]])])
-    assert tuple(weights.shape) == (2, 4)
-    np.testing.assert_allclose(np.asarray(weights).sum(-1), 1.0, atol=1e-5)
+    assert tuple(weights.shape) == (2, 2, 2)
+    np.testing.assert_allclose(np.asarray(weights).sum((1, 2)), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="no attention"):
         question_attention_model(_head("concat"))
+
+
+@pytest.mark.parametrize("grid, regions", [((16, 16, 5), 64), ((4, 4, 5), 16), ((2, 2, 6), 4)])
+def test_region_convolutions_stride_down_to_the_region_grid(grid, regions):
+    head = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, conv_filters=8)
+    assert head.get_layer("image_branch").output_shape[1] == (None, regions, 16)
+    no_convs = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, conv_filters=0)
+    assert no_convs.get_layer("image_branch").output_shape[1] == (None, grid[0] * grid[1], 16)
+
+
+def test_group_questions_hand_computed():
+    image_index = np.array([2, 0, 2, 1, 2, 1])
+    tokens = np.arange(12).reshape(6, 2) + 1
+    answers = np.array([1, -1, 3, 4, 5, -1])
+    images, grouped, grouped_answers = pipeline.group_questions(image_index, tokens, answers)
+    # image 0 has no question with a known answer; image 2 has the most questions (3)
+    np.testing.assert_array_equal(images, [1, 2])
+    np.testing.assert_array_equal(grouped_answers, [[4, -1, -1], [1, 3, 5]])
+    np.testing.assert_array_equal(grouped[0], [[7, 8], [11, 12], [0, 0]])
+    np.testing.assert_array_equal(grouped[1], [[1, 2], [5, 6], [9, 10]])
+    with pytest.raises(ValueError, match="one of each per question"):
+        pipeline.group_questions(image_index[:2], tokens, answers)
+    with pytest.raises(ValueError, match="no question has an answer"):
+        pipeline.group_questions(image_index, tokens, np.full(6, -1))
+
+
+@pytest.mark.parametrize("model_type", ["concat", "attention", "question_only"])
+def test_grouped_trainer_gives_the_heads_logits_for_every_question(model_type):
+    head = _head(model_type)
+    features = np.random.default_rng(0).normal(size=(3, *GRID)).astype("float32")
+    tokens = np.random.default_rng(1).integers(2, 12, size=(3, 2, 5)).astype("int32")   # (G, Q, T)
+    grouped = build_grouped_trainer(head, questions_per_image=2, question_length=5)([features, tokens])
+    pairs = head([np.repeat(features, 2, axis=0), tokens.reshape(6, 5)])
+    np.testing.assert_allclose(grouped, pairs, atol=1e-5)
 
 
 def test_answer_vocabulary_uses_the_official_normalisation():
@@ -60,16 +95,21 @@ def test_answer_vocabulary_uses_the_official_normalisation():
         build_answer_vocabulary([[""]])
 
 
+def _one_channel_on(n, seed):
+    """(n,) channel ids in 0..3 and (n, *GRID) noisy features with that channel on everywhere."""
+    rng = np.random.default_rng(seed)
+    channel = rng.integers(0, 4, size=n)
+    features = np.zeros((n, *GRID), "float32")
+    features[np.arange(n), :, :, channel] = 1.0
+    return channel, features + rng.normal(scale=0.1, size=features.shape).astype("float32")
+
+
 def test_a_tiny_concat_model_learns_an_answer_that_depends_on_the_image():
     # The answer ("which channel is on") is only in the image; the question is always the same.
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 4, size=256)
-    features = np.zeros((256, *GRID), "float32")
-    features[np.arange(256), :, :, labels] = 1.0
-    features += rng.normal(scale=0.1, size=features.shape).astype("float32")
+    labels, features = _one_channel_on(256, seed=0)
     tokens = np.tile([[2, 5, 6, 3]], (256, 1))
     head = _head("concat")
-    head.get_layer("feature_normalization").adapt(features)
+    adapt_vqa_head(head, features)
     head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
     head.fit([features, tokens], labels, epochs=30, batch_size=64, verbose=0)
@@ -79,6 +119,25 @@ def test_a_tiny_concat_model_learns_an_answer_that_depends_on_the_image():
                   metrics=["accuracy"])
     blind.fit([features, tokens], labels, epochs=30, batch_size=64, verbose=0)
     assert blind.evaluate([features, tokens], labels, verbose=0)[1] < 0.45  # chance is 0.25-0.3
+
+
+def test_grouped_training_learns_answers_that_depend_on_image_and_question():
+    # Two questions per image: "which channel is on" (answers 0-3) and "is it one of the first
+    # two" (answers 4 / 5). Trained through the grouped trainer, scored through the head.
+    channel, features = _one_channel_on(128, seed=1)
+    questions = np.array([[2, 5, 6, 3], [2, 7, 8, 3]], "int32")
+    answers = np.stack([channel, np.where(channel < 2, 4, 5)], axis=1)          # (G, 2)
+    tokens = np.broadcast_to(questions, (128, 2, 4)).copy()
+    head = _head("attention", answers=6)
+    adapt_vqa_head(head, features)
+    trainer = build_grouped_trainer(head, questions_per_image=2, question_length=4)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(pipeline.grouped_vqa_dataset(features, np.arange(128), tokens, answers, 16, seed=0),
+                epochs=25, verbose=0)
+    logits = head([np.repeat(features, 2, axis=0), tokens.reshape(256, 4)], training=False)
+    accuracy = np.mean(np.argmax(logits, -1) == answers.reshape(-1))
+    assert accuracy > 0.95
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +177,7 @@ def test_vqa_round_trip_answers_and_errors(trained_vqa, vqa_dir):
     for g, e in zip(got, expected):
         assert g["probability"] == pytest.approx(e["probability"], abs=1e-5)
         assert len(g["top_k"]) == 3 and g["top_k"][0][0] == g["answer"]
-    assert loaded.attention(test.image_paths[:2], test.questions[:2]).shape == (2, 4, 4)
+    assert loaded.attention(test.image_paths[:2], test.questions[:2]).shape == (2, 8, 8)
     with pytest.raises(ValueError, match="2 images but 1 questions"):
         loaded.answer(test.image_paths[:2], test.questions[:1])
     with pytest.raises(ValueError, match="question #0"):

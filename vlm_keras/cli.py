@@ -102,7 +102,7 @@ def build_parser():
                      help="concat: the document's network; attention: the question attends over the "
                           "VGG16 grid; question_only: the blind baseline")
     vqa.add_argument("--epochs", type=int, default=10)
-    vqa.add_argument("--learning-rate", type=float, default=1e-3)
+    vqa.add_argument("--learning-rate", type=float, default=2e-3)
     _add_training_options(vqa)
 
     ret = train_kinds.add_parser("retrieval", help="image-text retrieval: a contrastive dual encoder")

@@ -233,7 +233,7 @@ def _save_result(bundle, out, strategy, verbose):
 
 
 def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_size=128,
-              learning_rate=1e-3, weights=None, feature_layer="block5_conv3", num_images=6000, seed=0,
+              learning_rate=2e-3, weights=None, feature_layer="block2_pool", num_images=6000, seed=0,
               out=None, checkpoint_dir=None, strategy="auto", eval_splits=("test", "compositional"),
               top_k_answers=1000, data_root=None, verbose=1, precision="float32", jit_compile="auto",
               backup_every=200, tensorboard=False, callbacks=(), **head_options):
@@ -246,9 +246,15 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
             `train_captioner`'s `data`.
         model: "concat" (the document's network), "attention" (the question attends over the
             VGG16 grid) or "question_only" (the blind baseline).
-        epochs, image_size, batch_size, learning_rate, weights, feature_layer, num_images, seed,
-        out, checkpoint_dir, strategy, data_root, verbose, precision, jit_compile, backup_every,
-        tensorboard, callbacks: as `train_captioner` (batch_size is per replica).
+        feature_layer: the VGG16 layer the head reads: "block2_pool" (16x16x128 at 64 px) by
+            default. With the offline random weights, deeper blocks keep less of the shapes, and
+            the head's own region convolutions learn what the questions need from this grid.
+        batch_size: questions per replica and step, rounded down to whole images (each image
+            comes with all its questions, which share one pass through the image branch).
+        epochs, image_size, weights, num_images, seed, out, checkpoint_dir, strategy, data_root,
+        verbose, precision, jit_compile, backup_every, tensorboard, callbacks: as `train_captioner`.
+        learning_rate: Adam's learning rate at the first step; it decays along a cosine to 5% of
+            that by the last step.
         eval_splits: splits scored with the official VQA accuracy after training.
         top_k_answers: the answer vocabulary keeps the most frequent answers.
         **head_options: sizes for `vlm_keras.models.vqa.build_vqa_head`.
@@ -258,7 +264,8 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
     """
     from vlm_keras.data.sources import resolve_vqa_dir
     from vlm_keras.data.vqa import list_vqa_splits, load_vqa_split
-    from vlm_keras.models.vqa import VQA_TYPES, build_vqa_head, build_vqa_model
+    from vlm_keras.models.vqa import (VQA_TYPES, adapt_vqa_head, build_grouped_trainer, build_vqa_head,
+                                      build_vqa_model)
     from vlm_keras.vqa import VQAModel, build_answer_vocabulary
 
     if model not in VQA_TYPES:
@@ -275,39 +282,51 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         log(f"train: {len(train_split)} questions about {len(set(train_split.image_ids))} images; "
             f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens")
 
-    global_batch = global_batch_size(batch_size, strategy)
-    with strategy.scope(), dtype_policy(precision):
-        encoder = build_image_encoder(image_size, weights=weights, feature_layer=feature_layer)
-        head = build_vqa_head(model, tokenizer.vocab_size, len(answers), encoder.output_shape[1:],
-                              **head_options)
-        full_model = build_vqa_model(encoder, head)
+    answer_ids = {a: i for i, a in enumerate(answers)}
 
-    def examples(split):
+    def examples(split, encoder):
+        """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
         paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
         features = pipeline.extract_features(encoder, list(paths), image_size, verbose=verbose,
                                              what=f"{split.name} images")
-        answer_ids = {a: i for i, a in enumerate(answers)}
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
-        keep = labels >= 0  # answers outside the vocabulary are not trained on
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
-        return features, image_index[keep], tokens[keep], labels[keep]
+        return (features, *pipeline.group_questions(image_index, tokens, labels))
 
-    train_examples = examples(train_split)
-    if model != "question_only":
-        head.get_layer("feature_normalization").adapt(train_examples[0])
+    with strategy.scope(), dtype_policy(precision):
+        encoder = build_image_encoder(image_size, weights=weights, feature_layer=feature_layer)
+    train_examples = examples(train_split, encoder)
+    val_examples = examples(val_split, encoder) if val_split is not None else None
+    questions_per_image = max(e[2].shape[1] for e in (train_examples, val_examples) if e is not None)
+    train_examples, val_examples = (_pad_question_slots(e, questions_per_image) if e is not None else None
+                                    for e in (train_examples, val_examples))
+    # A step takes about batch_size questions per replica: whole images with all their questions.
+    images_per_step = max(1, batch_size // questions_per_image) * strategy.num_replicas_in_sync
+    with strategy.scope(), dtype_policy(precision):
+        head = build_vqa_head(model, tokenizer.vocab_size, len(answers), encoder.output_shape[1:],
+                              **head_options)
+        full_model = build_vqa_model(encoder, head)
+        trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2])
+    adapt_vqa_head(head, train_examples[0])
 
     def train_batches(epoch, skip):
-        return pipeline.vqa_dataset(*train_examples, global_batch, seed=seed, epoch=epoch, skip=skip)
+        return pipeline.grouped_vqa_dataset(*train_examples, images_per_step, seed=seed, epoch=epoch, skip=skip)
 
-    val_data = (pipeline.vqa_dataset(*examples(val_split), global_batch, shuffle=False)
-                if val_split is not None else None)
+    val_data = (pipeline.grouped_vqa_dataset(*val_examples, images_per_step, shuffle=False)
+                if val_examples is not None else None)
+    # The learning rate decays along a cosine to 5% of its start by the last step: the heads
+    # begin to overfit the scenes after about 8 epochs, and a decaying rate settles them.
+    steps_per_epoch = -(-len(train_examples[1]) // images_per_step)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps_per_epoch,
+                                                      alpha=0.05)
     with strategy.scope():
-        head.compile(optimizer=adam(learning_rate, precision),
-                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], jit_compile=jit_compile)
+        trainer.compile(optimizer=adam(schedule, precision),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                        jit_compile=jit_compile)
     checkpoint_dir = _checkpoint_dir(out, checkpoint_dir, strategy)
     history, train_seconds, resumed = resumable_fit(
-        head, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,
+        trainer, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,
         backup_every=backup_every, tensorboard=tensorboard, callbacks=callbacks)
 
     config = {"model_type": model, "image_size": image_size, "feature_layer": feature_layer,
@@ -324,6 +343,17 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         lambda r: f"VQA accuracy {r['overall']:.3f} ({r['num_questions']} questions)",
         keys={"overall": "accuracy", "per_question_type": "per_question_type",
               "per_answer_type": "per_answer_type"})
+
+
+def _pad_question_slots(grouped, questions_per_image):
+    """(features, images, tokens (G, Q, T), answers (G, Q)) with Q widened to questions_per_image
+    (empty question slots: padding tokens, answer -1)."""
+    features, images, tokens, answers = grouped
+    extra = questions_per_image - tokens.shape[1]
+    if extra:
+        tokens = np.pad(tokens, ((0, 0), (0, extra), (0, 0)))
+        answers = np.pad(answers, ((0, 0), (0, extra)), constant_values=-1)
+    return features, images, tokens, answers
 
 
 IMAGE_TOWER_OPTIONS = ("embed_dim", "grid_pool", "hidden_dim", "attention_dim", "glimpses", "dropout")

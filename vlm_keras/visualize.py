@@ -18,10 +18,9 @@ def plot_attention_map(image, words, weights, path, title=None, columns=5):
         title: optional figure title (default: the caption).
         columns: panels per row.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never opens a window
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: it never opens a window and leaves the session's backend alone
+    # (`matplotlib.use("Agg")` here would stop a notebook's inline plots from showing).
+    from matplotlib.figure import Figure
 
     weights = np.asarray(weights, np.float32)
     if weights.ndim != 3 or len(weights) != len(words):
@@ -35,7 +34,8 @@ def plot_attention_map(image, words, weights, path, title=None, columns=5):
     panels = len(words) + 1
     columns = min(columns, panels)
     rows = math.ceil(panels / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    fig = Figure(figsize=(2.2 * columns, 2.4 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(picture)
@@ -49,5 +49,4 @@ def plot_attention_map(image, words, weights, path, title=None, columns=5):
     fig.suptitle(title if title is not None else " ".join(words), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

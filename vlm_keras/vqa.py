@@ -98,7 +98,8 @@ class VQAModel(ModelBundle):
         return results
 
     def attention(self, images, questions):
-        """The regions the first attention glimpse looked at: (N, h, w) weights summing to 1.
+        """Where the question looked: (N, h, w) weights over the region grid, averaged over the
+        glimpses, each map summing to 1.
 
         Raises ValueError for heads without attention ("concat", "question_only")."""
         from vlm_keras.models.vqa import question_attention_model
@@ -106,8 +107,7 @@ class VQAModel(ModelBundle):
         if self._attention_model is None:
             self._attention_model = question_attention_model(self.head)
         features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
-        weights = self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
-        return weights.reshape((len(weights),) + tuple(self.encoder.output_shape[1:3]))
+        return self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
 
     def evaluate(self, data="shapes", split="test", predictions=None, verbose=1, **data_kwargs):
         """The official VQA accuracy on a split: overall, per question type and per answer type.

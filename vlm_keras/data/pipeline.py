@@ -188,6 +188,60 @@ def vqa_dataset(features, image_index, question_tokens, answer_ids, batch_size, 
                            batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
 
 
+def group_questions(image_index, question_tokens, answer_ids):
+    """Every image's questions side by side, for `vlm_keras.models.vqa.build_grouped_trainer`.
+
+    Args:
+        image_index: (N,) the feature row of each question.
+        question_tokens: (N, T) token ids.
+        answer_ids: (N,) answer class ids; -1 for an answer outside the vocabulary (not trained on).
+
+    Returns:
+        (images (G,), tokens (G, Q, T), answers (G, Q)): the G images that have at least one
+        question with a known answer, in feature order; Q is the most questions any image has.
+        An image's questions keep their order; empty slots hold padding tokens and answer -1,
+        as do questions with an unknown answer.
+    """
+    image_index, question_tokens, answer_ids = (np.asarray(a) for a in (image_index, question_tokens, answer_ids))
+    if not len(image_index) == len(question_tokens) == len(answer_ids):
+        raise ValueError(f"{len(image_index)} image indices, {len(question_tokens)} questions and "
+                         f"{len(answer_ids)} answers; expected one of each per question")
+    known = answer_ids >= 0
+    images = np.unique(image_index[known])
+    if len(images) == 0:
+        raise ValueError("no question has an answer in the answer vocabulary")
+    row = np.searchsorted(images, image_index)
+    keep = np.isin(image_index, images)
+    order = np.argsort(row[keep], kind="stable")
+    rows = row[keep][order]
+    slot = np.arange(len(rows)) - np.searchsorted(rows, rows)          # position among its image's questions
+    tokens = np.zeros((len(images), slot.max() + 1, question_tokens.shape[1]), question_tokens.dtype)
+    answers = np.full((len(images), slot.max() + 1), -1, np.int64)
+    tokens[rows, slot] = question_tokens[keep][order]
+    answers[rows, slot] = np.where(known, answer_ids, -1)[keep][order]
+    return images.astype(np.int32), tokens, answers
+
+
+def grouped_vqa_dataset(features, images, question_tokens, answer_ids, batch_images, shuffle=True,
+                        seed=0, epoch=0, skip=0):
+    """Batches of ({image_features (G, h, w, c), question_tokens (G, Q, T)}, answers (G Q,),
+    weights (G Q,)) from `group_questions`; a weight is 0 for an empty slot or an unknown answer.
+
+    `batch_images` is the global batch in images (each brings Q questions); see `epoch_batches`.
+    """
+    features = tf.constant(features)
+    ds = tf.data.Dataset.from_tensor_slices((images, question_tokens, answer_ids))
+    ds = epoch_batches(ds, len(images), batch_images, shuffle, seed, epoch, skip)
+
+    def to_example(idx, tokens, answers):
+        answers = tf.reshape(answers, (-1,))                                       # (G Q,)
+        weights = tf.cast(answers >= 0, tf.float32)
+        inputs = {"image_features": tf.gather(features, idx), "question_tokens": tokens}
+        return inputs, tf.maximum(answers, 0), weights
+
+    return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
 def retrieval_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0):
     """Batches of ({image_features, caption_tokens}, image index): every (image, reference) pair
     once per epoch (`caption_examples`). The image index is the target: the contrastive loss uses

@@ -30,7 +30,7 @@ def _resolve_weights(weights):
     return path
 
 
-FEATURE_LAYERS = ("block5_pool", "block5_conv3", "block4_pool", "block3_pool")
+FEATURE_LAYERS = ("block5_pool", "block5_conv3", "block4_pool", "block3_pool", "block2_pool")
 
 
 def build_image_encoder(image_size=128, weights=None, trainable=False, feature_layer="block5_conv3",
@@ -46,8 +46,9 @@ def build_image_encoder(image_size=128, weights=None, trainable=False, feature_l
             attends over: image_size // 16 cells a side, 4x4 at 64 px, 14x14 at 224), or
             "block5_pool", the output of `VGG16(include_top=False)` after the last max-pool
             (image_size // 32 a side: 2x2 at 64 px). Each cell is a 512-d feature. Earlier
-            blocks keep finer detail: "block4_pool" (image_size // 16 a side, 512-d) and
-            "block3_pool" (image_size // 8 a side, 256-d: 8x8 at 64 px). With random weights
+            blocks keep finer detail: "block4_pool" (image_size // 16 a side, 512-d),
+            "block3_pool" (image_size // 8 a side, 256-d: 8x8 at 64 px) and "block2_pool"
+            (image_size // 4 a side, 128-d: 16x16 at 64 px). With random weights
             (`weights=None`) each block loses some of the shapes' outlines: a linear probe of
             the shape of lone objects read 61% from block3, 43% from block4, 37% from block5
             (4 shapes; chance 25%).
