@@ -70,6 +70,12 @@ def test_group_questions_hand_computed():
     np.testing.assert_array_equal(grouped_answers, [[4, -1, -1], [1, 3, 5]])
     np.testing.assert_array_equal(grouped[0], [[7, 8], [11, 12], [0, 0]])
     np.testing.assert_array_equal(grouped[1], [[1, 2], [5, 6], [9, 10]])
+    _, wider, wider_answers = pipeline.group_questions(image_index, tokens, answers, questions_per_image=4)
+    np.testing.assert_array_equal(wider[:, :3], grouped)
+    np.testing.assert_array_equal(wider[:, 3], 0)
+    np.testing.assert_array_equal(wider_answers[:, 3], -1)
+    with pytest.raises(ValueError, match="an image has 3 questions; questions_per_image is 2"):
+        pipeline.group_questions(image_index, tokens, answers, questions_per_image=2)
     with pytest.raises(ValueError, match="one of each per question"):
         pipeline.group_questions(image_index[:2], tokens, answers)
     with pytest.raises(ValueError, match="no question has an answer"):

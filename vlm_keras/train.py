@@ -1,5 +1,6 @@
 """Training entry points: `train_captioner()`, `train_vqa()` and `train_retrieval()`."""
 
+import collections
 import pathlib
 import tempfile
 import time
@@ -283,6 +284,9 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
             f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens")
 
     answer_ids = {a: i for i, a in enumerate(answers)}
+    # Every split is grouped into the same number of question slots per image.
+    questions_per_image = max(max(collections.Counter(s.image_paths).values())
+                              for s in (train_split, val_split) if s is not None)
 
     def examples(split, encoder):
         """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
@@ -291,15 +295,12 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
                                              what=f"{split.name} images")
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
-        return (features, *pipeline.group_questions(image_index, tokens, labels))
+        return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
 
     with strategy.scope(), dtype_policy(precision):
         encoder = build_image_encoder(image_size, weights=weights, feature_layer=feature_layer)
     train_examples = examples(train_split, encoder)
     val_examples = examples(val_split, encoder) if val_split is not None else None
-    questions_per_image = max(e[2].shape[1] for e in (train_examples, val_examples) if e is not None)
-    train_examples, val_examples = (_pad_question_slots(e, questions_per_image) if e is not None else None
-                                    for e in (train_examples, val_examples))
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, batch_size // questions_per_image) * strategy.num_replicas_in_sync
     with strategy.scope(), dtype_policy(precision):
@@ -343,17 +344,6 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
         lambda r: f"VQA accuracy {r['overall']:.3f} ({r['num_questions']} questions)",
         keys={"overall": "accuracy", "per_question_type": "per_question_type",
               "per_answer_type": "per_answer_type"})
-
-
-def _pad_question_slots(grouped, questions_per_image):
-    """(features, images, tokens (G, Q, T), answers (G, Q)) with Q widened to questions_per_image
-    (empty question slots: padding tokens, answer -1)."""
-    features, images, tokens, answers = grouped
-    extra = questions_per_image - tokens.shape[1]
-    if extra:
-        tokens = np.pad(tokens, ((0, 0), (0, extra), (0, 0)))
-        answers = np.pad(answers, ((0, 0), (0, extra)), constant_values=-1)
-    return features, images, tokens, answers
 
 
 IMAGE_TOWER_OPTIONS = ("embed_dim", "grid_pool", "hidden_dim", "attention_dim", "glimpses", "dropout")

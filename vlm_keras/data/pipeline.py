@@ -181,24 +181,19 @@ def feature_dataset(features, image_index, token_inputs, targets, batch_size, sh
     return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def vqa_dataset(features, image_index, question_tokens, answer_ids, batch_size, shuffle=True, seed=0,
-                epoch=0, skip=0):
-    """Batches of ({image_features, question_tokens}, answer id) from cached image features."""
-    return feature_dataset(features, image_index, {"question_tokens": question_tokens}, answer_ids,
-                           batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
-
-
-def group_questions(image_index, question_tokens, answer_ids):
+def group_questions(image_index, question_tokens, answer_ids, questions_per_image=None):
     """Every image's questions side by side, for `vlm_keras.models.vqa.build_grouped_trainer`.
 
     Args:
         image_index: (N,) the feature row of each question.
         question_tokens: (N, T) token ids.
         answer_ids: (N,) answer class ids; -1 for an answer outside the vocabulary (not trained on).
+        questions_per_image: Q, the question slots per image; default: the most any image has.
+            Give it to make two splits' groups the same shape.
 
     Returns:
         (images (G,), tokens (G, Q, T), answers (G, Q)): the G images that have at least one
-        question with a known answer, in feature order; Q is the most questions any image has.
+        question with a known answer, in feature order.
         An image's questions keep their order; empty slots hold padding tokens and answer -1,
         as do questions with an unknown answer.
     """
@@ -215,8 +210,11 @@ def group_questions(image_index, question_tokens, answer_ids):
     order = np.argsort(row[keep], kind="stable")
     rows = row[keep][order]
     slot = np.arange(len(rows)) - np.searchsorted(rows, rows)          # position among its image's questions
-    tokens = np.zeros((len(images), slot.max() + 1, question_tokens.shape[1]), question_tokens.dtype)
-    answers = np.full((len(images), slot.max() + 1), -1, np.int64)
+    slots = slot.max() + 1 if questions_per_image is None else questions_per_image
+    if slot.max() >= slots:
+        raise ValueError(f"an image has {slot.max() + 1} questions; questions_per_image is {slots}")
+    tokens = np.zeros((len(images), slots, question_tokens.shape[1]), question_tokens.dtype)
+    answers = np.full((len(images), slots), -1, np.int64)
     tokens[rows, slot] = question_tokens[keep][order]
     answers[rows, slot] = np.where(known, answer_ids, -1)[keep][order]
     return images.astype(np.int32), tokens, answers

@@ -150,9 +150,13 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
     return keras.Model(inputs, logits, name="answer_branch")
 
 
+def _has_layer(model, name):
+    return name in [layer.name for layer in model.layers]
+
+
 def adapt_vqa_head(head, features):
     """Sets the head's feature normalisation to the statistics of training features (M, h, w, c)."""
-    if "image_branch" in [layer.name for layer in head.layers]:
+    if _has_layer(head, "image_branch"):
         head.get_layer("image_branch").get_layer("feature_normalization").adapt(features)
 
 
@@ -183,7 +187,7 @@ def build_grouped_trainer(head, questions_per_image, question_length):
     flat_tokens = keras.ops.reshape(question_tokens, (-1, question_length))      # (G Q, T)
     answer_branch = head.get_layer("answer_branch")
     inputs = [flat_tokens]
-    if "image_branch" in [layer.name for layer in head.layers]:
+    if _has_layer(head, "image_branch"):
         image_outputs = head.get_layer("image_branch")(image_features)
         image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
         inputs += [keras.ops.repeat(x, questions_per_image, axis=0) for x in image_outputs]  # (G Q, ...)
@@ -201,9 +205,8 @@ def build_vqa_model(encoder, head, name="vqa"):
 def question_attention_model(head):
     """(B, h', w') weights over the region grid, averaged over the glimpses (each sums to 1, so
     the average does too); ValueError for heads without attention."""
-    names = [layer.name for layer in head.layers]
     answer_branch = head.get_layer("answer_branch")
-    if "image_branch" not in names or "question_attention" not in [l.name for l in answer_branch.layers]:
+    if not _has_layer(head, "image_branch") or not _has_layer(answer_branch, "question_attention"):
         raise ValueError(f"VQA head '{head.name}' has no attention over image regions; "
                          "train model_type='attention'")
     weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
