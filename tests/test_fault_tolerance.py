@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from vlm_keras.fit import TrainingBackup, atomic_save_weights
+from vlm_keras.fit import BestWeights, TrainingBackup, atomic_save_weights
 
 # 32 train images x 5 captions = 160 examples; 8 per step -> 20 steps per epoch.
 TRAIN = """
@@ -97,6 +97,32 @@ def test_backup_state_always_names_a_complete_weights_file(tmp_path):
     for a, b in zip(model.get_weights(), fresh.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert int(fresh.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy())
+
+
+@pytest.mark.parametrize("monitor,mode,values,kept", [
+    ("val_loss", "min", [0.5, 0.3, 0.4, 0.35], 1),
+    ("val_accuracy", "max", [0.6, 0.7, 0.74, 0.73], 2),   # loss would have picked another epoch
+])
+def test_best_weights_keeps_the_best_epoch_by_the_monitored_value(tmp_path, monitor, mode, values, kept):
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    backup = TrainingBackup(tmp_path / "backup")
+    best = BestWeights(tmp_path, monitor, backup, mode)
+    best.set_model(model)
+    for epoch, value in enumerate(values):
+        model.set_weights([np.full((1, 1), float(epoch), np.float32)])      # weight = epoch
+        best.on_epoch_end(epoch, {monitor: value})
+    model.load_weights(tmp_path / "best.weights.h5")
+    assert model.get_weights()[0].item() == kept
+    assert backup.best == values[kept]
+    model.load_weights(tmp_path / "latest.weights.h5")
+    assert model.get_weights()[0].item() == len(values) - 1
+
+
+def test_best_weights_rejects_an_unknown_mode(tmp_path):
+    with pytest.raises(ValueError, match="'maximum'"):
+        BestWeights(tmp_path, "val_accuracy", TrainingBackup(tmp_path / "backup"), mode="maximum")
 
 
 def test_atomic_save_weights_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):

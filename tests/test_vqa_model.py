@@ -60,6 +60,16 @@ def test_region_convolutions_stride_down_to_the_region_grid(grid, regions):
     assert no_convs.get_layer("image_branch").output_shape[1] == (None, grid[0] * grid[1], 16)
 
 
+def test_head_options_shape_the_pooled_image():
+    head = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, conv_filters=8, cell_channels=3,
+                          image_dropout=0.5)
+    image_branch = head.get_layer("image_branch")
+    assert image_branch.get_layer("pooled_image").output.shape[1:] == (8 * 8 * 3,)
+    assert image_branch.get_layer("pooled_dropout").rate == 0.5
+    plain = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, conv_filters=8)
+    assert "pooled_dropout" not in [layer.name for layer in plain.get_layer("image_branch").layers]
+
+
 def test_group_questions_hand_computed():
     image_index = np.array([2, 0, 2, 1, 2, 1])
     tokens = np.arange(12).reshape(6, 2) + 1

@@ -1,7 +1,8 @@
 """The training loop every `train_*` shares: checkpoints, backups, resume after a crash, logs.
 
 A run writes, under its checkpoint folder:
-- `latest.weights.h5` and `best.weights.h5` after every epoch (best: lowest validation loss);
+- `latest.weights.h5` and `best.weights.h5` after every epoch (best: the epoch with the best
+  monitored value; by default the lowest validation loss);
 - `backup/`: the weights, optimizer state, dropout RNG state, epoch and step, every
   `backup_every` steps and at every epoch end. Run the same command again after a crash (even
   SIGKILL) and training resumes from there; the finished run deletes it;
@@ -115,18 +116,26 @@ class TrainingBackup(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps `latest.weights.h5` and `best.weights.h5` (lowest `monitor`) in a folder, atomically."""
+    """Keeps `latest.weights.h5` and `best.weights.h5` (the lowest `monitor` with mode "min", the
+    highest with "max") in a folder, atomically."""
 
-    def __init__(self, checkpoint_dir, monitor, backup):
+    def __init__(self, checkpoint_dir, monitor, backup, mode="min"):
         super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode {mode!r}: expected 'min' or 'max'")
         self.checkpoint_dir = pathlib.Path(checkpoint_dir)
         self.monitor = monitor
+        self.mode = mode
         self.backup = backup  # where `best` survives a crash
+
+    def _improves(self, value):
+        best = self.backup.best
+        return best is None or (value < best if self.mode == "min" else value > best)
 
     def on_epoch_end(self, epoch, logs=None):
         atomic_save_weights(self.model, self.checkpoint_dir / "latest.weights.h5")
         value = (logs or {}).get(self.monitor)
-        if value is not None and (self.backup.best is None or value < self.backup.best):
+        if value is not None and self._improves(value):
             self.backup.best = float(value)
             atomic_save_weights(self.model, self.checkpoint_dir / "best.weights.h5")
 
@@ -162,14 +171,16 @@ def _require_tensorboard():
 
 
 def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir, *, strategy,
-                  verbose=1, backup_every=200, tensorboard=False, sample_fn=None, callbacks=()):
+                  verbose=1, backup_every=200, tensorboard=False, sample_fn=None, callbacks=(),
+                  monitor="val_loss", mode="min"):
     """Trains `trained` for `epochs`, resuming from `checkpoint_dir/backup` when it holds a backup.
 
     Args:
         trained: a compiled model.
         make_train_dataset: `f(epoch, skip)` -> the batches of epoch `epoch` after the first
             `skip` steps; its order must depend on the epoch alone (see the module docstring).
-        val_data: validation batches, or None (then "loss" picks the best epoch).
+        val_data: validation batches, or None (then the training counterpart of `monitor` picks the
+            best epoch).
         epochs: epochs in the whole run, resumed epochs included.
         checkpoint_dir: the folder described in the module docstring.
         strategy: the `tf.distribute.Strategy` the model was built under.
@@ -177,13 +188,17 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
         tensorboard: also write TensorBoard scalars (and `sample_fn()`'s text) there.
         sample_fn: returns a few strings to log per epoch (only with `tensorboard`).
         callbacks: extra Keras callbacks.
+        monitor: the logged value that picks the best epoch, e.g. "val_loss" or "val_accuracy";
+            without `val_data`, its training counterpart ("loss", "accuracy").
+        mode: "min" (the lowest value is best) or "max".
 
     Returns:
         (history dict of per-epoch lists, seconds spent training in this process, resumed_from),
         where resumed_from is None or {"epoch", "step"}; the best epoch's weights are loaded.
     """
     checkpoint_dir = pathlib.Path(checkpoint_dir)
-    monitor = "val_loss" if val_data is not None else "loss"
+    if val_data is None:
+        monitor = monitor.removeprefix("val_")
     backup = TrainingBackup(checkpoint_dir / BACKUP_DIR, every=backup_every)
     backup.set_model(trained)
     first_epoch, first_step = backup.restore()
@@ -194,7 +209,7 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
     if resumed is None:
         (checkpoint_dir / CSV_LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
     # BestWeights before the backup, so the backup records the `best` of the epoch it follows.
-    all_callbacks = [BestWeights(checkpoint_dir, monitor, backup), backup,
+    all_callbacks = [BestWeights(checkpoint_dir, monitor, backup, mode), backup,
                      keras.callbacks.CSVLogger(str(checkpoint_dir / CSV_LOG), append=True)]
     if tensorboard:
         _require_tensorboard()

@@ -42,7 +42,8 @@ VQA_TYPES = ("concat", "attention", "question_only")
 
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
                    units=256, fusion_dim=512, attention_dim=256, glimpses=4, conv_filters=64,
-                   conv_layers=4, region_grid=8, dropout=0.3, name="vqa_head"):
+                   conv_layers=4, region_grid=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
+                   name="vqa_head"):
     """Image features + question tokens -> answer logits, as a functional model.
 
     Args:
@@ -60,6 +61,9 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         conv_layers: 3x3 region convolutions, each with batch normalisation and ReLU.
         region_grid: the region convolutions stride down to at most this many cells a side (a
             16x16 grid becomes 8x8; a 4x4 grid stays 4x4).
+        cell_channels: channels per region cell that the learned pooling keeps (1x1 convolution)
+            before flattening the grid into the pooled image vector's Dense.
+        image_dropout: dropout on the flattened cells, before that Dense.
         dropout: dropout after the fusion.
         name: the model's name.
 
@@ -89,7 +93,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
                                        units, fusion_dim, attention_dim, glimpses, dropout)
         return keras.Model([image_features, question_tokens], answer_branch([question_tokens]), name=name)
     image_branch = _image_branch(model_type, feature_shape, units, attention_dim, conv_filters,
-                                 conv_layers, region_grid)
+                                 conv_layers, region_grid, cell_channels, image_dropout)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
                                    embed_dim, units, fusion_dim, attention_dim, glimpses, dropout)
     image_outputs = image_branch(image_features)
@@ -98,7 +102,8 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     return keras.Model([image_features, question_tokens], logits, name=name)
 
 
-def _image_branch(model_type, feature_shape, units, attention_dim, conv_filters, conv_layers, region_grid):
+def _image_branch(model_type, feature_shape, units, attention_dim, conv_filters, conv_layers, region_grid,
+                  cell_channels, image_dropout):
     """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
     grid = keras.layers.Normalization(axis=-1, name="feature_normalization")(image_features)
@@ -111,8 +116,10 @@ def _image_branch(model_type, feature_shape, units, attention_dim, conv_filters,
         # synchronized: under tf.distribute the statistics are those of the global batch
         grid = keras.layers.BatchNormalization(synchronized=True, name=f"region_norm_{i}")(grid)
         grid = keras.layers.ReLU(name=f"region_relu_{i}")(grid)                  # (B, h', w', F)
-    cells = keras.layers.Conv2D(32, 1, activation="relu", name="cell_reduction")(grid)
-    pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' 32)
+    cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
+    pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
+    if image_dropout:
+        pooled = keras.layers.Dropout(image_dropout, name="pooled_dropout")(pooled)
     image_vector = keras.layers.Dense(units, activation="relu", name="image_projection")(pooled)
     outputs = [image_vector]
     if model_type == "attention":
