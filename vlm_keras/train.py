@@ -92,8 +92,9 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         full_model = build_captioner(encoder, decoder)
 
     train_index, train_ids = pipeline.caption_examples(train_split.captions, tokenizer)
-    train_features = pipeline.extract_features(encoder, train_split.image_paths, image_size,
-                                               verbose=verbose, what="train images")
+    # A tensor, made once: every epoch's dataset then shares it (see `pipeline.feature_dataset`).
+    train_features = tf.convert_to_tensor(pipeline.extract_features(encoder, train_split.image_paths, image_size,
+                                                                    verbose=verbose, what="train images"))
     # Feature statistics come from the training images only.
     decoder.get_layer("feature_normalization").adapt(train_features)
 
@@ -292,8 +293,8 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
     def examples(split, encoder):
         """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
         paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
-        features = pipeline.extract_features(encoder, list(paths), image_size, verbose=verbose,
-                                             what=f"{split.name} images")
+        features = tf.convert_to_tensor(pipeline.extract_features(encoder, list(paths), image_size,
+                                                                  verbose=verbose, what=f"{split.name} images"))
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
         return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
@@ -416,8 +417,8 @@ def train_retrieval(data="shapes", *, pooling="attention", epochs=10, image_size
         trainer = ContrastiveTrainer(dual_encoder)
 
     def examples(split):
-        features = pipeline.extract_features(encoder, split.image_paths, image_size, verbose=verbose,
-                                             what=f"{split.name} images")
+        features = tf.convert_to_tensor(pipeline.extract_features(encoder, split.image_paths, image_size,
+                                                                  verbose=verbose, what=f"{split.name} images"))
         return (features, *pipeline.caption_examples(split.captions, tokenizer))
 
     train_examples = examples(train_split)
