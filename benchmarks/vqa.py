@@ -1,6 +1,9 @@
 """Trains the three VQA models with the same data, epochs and seed; prints the accuracy table.
 
-    python benchmarks/vqa.py [--num-images 6000] [--epochs 12] [--models attention,concat,question_only]
+    python benchmarks/vqa.py [--num-images 12000] [--epochs 12] [--models attention,concat,question_only]
+
+12,000 scenes (9,600 for training), twice `train_vqa`'s default: with 6,000 the concat model
+overfits them (0.91 training accuracy, 0.71 on validation) and scores 0.71 on test.
 
 Official VQA accuracy (leave-one-annotator-out over 10 answers) on the test and compositional
 splits, overall and per question type. Prints one JSON line per model, then Markdown tables.
@@ -15,7 +18,7 @@ from vlm_keras.train import train_vqa
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--num-images", type=int, default=6000)
+    parser.add_argument("--num-images", type=int, default=12000)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
