@@ -125,6 +125,15 @@ def test_best_weights_rejects_an_unknown_mode(tmp_path):
         BestWeights(tmp_path, "val_accuracy", TrainingBackup(tmp_path / "backup"), mode="maximum")
 
 
+def test_best_weights_names_a_monitor_that_is_never_logged(tmp_path):
+    import keras
+
+    best = BestWeights(tmp_path, "val_accuracy", TrainingBackup(tmp_path / "backup"), "max")
+    best.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    with pytest.raises(ValueError, match=r"'val_accuracy' is not among the logged values \(loss, val_loss\)"):
+        best.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.2})
+
+
 def test_atomic_save_weights_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
     import keras
 

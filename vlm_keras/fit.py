@@ -134,8 +134,13 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         atomic_save_weights(self.model, self.checkpoint_dir / "latest.weights.h5")
-        value = (logs or {}).get(self.monitor)
-        if value is not None and self._improves(value):
+        logs = logs or {}
+        if self.monitor not in logs:
+            # A name that is never logged would keep no best epoch at all, silently.
+            raise ValueError(f"monitor {self.monitor!r} is not among the logged values "
+                             f"({', '.join(sorted(logs)) or 'none'})")
+        value = logs[self.monitor]
+        if self._improves(value):
             self.backup.best = float(value)
             atomic_save_weights(self.model, self.checkpoint_dir / "best.weights.h5")
 

@@ -92,9 +92,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         full_model = build_captioner(encoder, decoder)
 
     train_index, train_ids = pipeline.caption_examples(train_split.captions, tokenizer)
-    # A tensor, made once: every epoch's dataset then shares it (see `pipeline.feature_dataset`).
-    train_features = tf.convert_to_tensor(pipeline.extract_features(encoder, train_split.image_paths, image_size,
-                                                                    verbose=verbose, what="train images"))
+    train_features = _cached_features(encoder, train_split.image_paths, image_size, verbose, "train images")
     # Feature statistics come from the training images only.
     decoder.get_layer("feature_normalization").adapt(train_features)
 
@@ -118,8 +116,7 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
                                             epoch=epoch, skip=skip)
 
         if val_split is not None:
-            val_features = pipeline.extract_features(encoder, val_split.image_paths, image_size,
-                                                     verbose=verbose, what="val images")
+            val_features = _cached_features(encoder, val_split.image_paths, image_size, verbose, "val images")
             val_index, val_ids = pipeline.caption_examples(val_split.captions, tokenizer)
             val_data = pipeline.caption_dataset(val_features, val_index, val_ids, global_batch,
                                                 shuffle=False)
@@ -161,6 +158,13 @@ def train_captioner(data="shapes", *, model="lstm", epochs=10, image_size=128, b
         captioner, metrics, splits, started, out, strategy, verbose,
         lambda r: f"BLEU-1 {r['bleu1']:.3f}  BLEU-4 {r['bleu4']:.3f}  ({r['num_images']} images, "
                   f"{r['ms_per_caption']:.2f} ms per caption)")
+
+
+def _cached_features(encoder, image_paths, image_size, verbose, what):
+    """`pipeline.extract_features` as one tensor, which every epoch's dataset then shares (a NumPy
+    array would be copied into each of them; see the `pipeline` module docstring)."""
+    return tf.convert_to_tensor(pipeline.extract_features(encoder, image_paths, image_size, verbose=verbose,
+                                                          what=what))
 
 
 def _begin(epochs, out, precision, strategy, seed):
@@ -293,8 +297,7 @@ def train_vqa(data="shapes", *, model="concat", epochs=10, image_size=64, batch_
     def examples(split, encoder):
         """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
         paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
-        features = tf.convert_to_tensor(pipeline.extract_features(encoder, list(paths), image_size,
-                                                                  verbose=verbose, what=f"{split.name} images"))
+        features = _cached_features(encoder, list(paths), image_size, verbose, f"{split.name} images")
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
         return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
@@ -417,8 +420,7 @@ def train_retrieval(data="shapes", *, pooling="attention", epochs=10, image_size
         trainer = ContrastiveTrainer(dual_encoder)
 
     def examples(split):
-        features = tf.convert_to_tensor(pipeline.extract_features(encoder, split.image_paths, image_size,
-                                                                  verbose=verbose, what=f"{split.name} images"))
+        features = _cached_features(encoder, split.image_paths, image_size, verbose, f"{split.name} images")
         return (features, *pipeline.caption_examples(split.captions, tokenizer))
 
     train_examples = examples(train_split)
@@ -432,13 +434,9 @@ def train_retrieval(data="shapes", *, pooling="attention", epochs=10, image_size
     with strategy.scope():
         trainer.compile(optimizer=adam(learning_rate, precision), jit_compile=jit_compile)
     checkpoint_dir = _checkpoint_dir(out, checkpoint_dir, strategy)
-    # The epoch kept is that of the best validation accuracy, not loss: once the head is sure of
-    # most answers, a few confident mistakes raise the loss while accuracy still climbs (concat,
-    # 20 epochs: lowest validation loss at epoch 7, best validation accuracy, 0.741, at epoch 15).
     history, train_seconds, resumed = resumable_fit(
         trainer, train_batches, val_data, epochs, checkpoint_dir, strategy=strategy, verbose=verbose,
-        backup_every=backup_every, tensorboard=tensorboard, callbacks=callbacks,
-        monitor="val_accuracy", mode="max")
+        backup_every=backup_every, tensorboard=tensorboard, callbacks=callbacks)
 
     config = {"model_type": "dual_encoder", "pooling": pooling, "image_size": image_size,
               "feature_layer": feature_layer, "encoder_weights": None if weights is None else str(weights),
