@@ -11,9 +11,9 @@ import argparse
 import json
 import tempfile
 
-from vlm_keras.data import coco
+from vlm_keras.data.formats import coco
 from vlm_keras.data.sources import resolve_data_dir
-from vlm_keras.train import train_captioner
+from vlm_keras import train_captioner
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     parser.add_argument("--models", default="lstm,attention,transformer")
     args = parser.parse_args()
 
-    data_dir = resolve_data_dir("shapes", num_images=args.num_images, seed=args.seed)
+    data_dir = resolve_data_dir("scenes", num_images=args.num_images, seed=args.seed)
     splits = {s: coco.load_caption_split(data_dir, s) for s in ("test", "compositional")}
     rows = []
     for model in args.models.split(","):

@@ -1,4 +1,4 @@
-"""Greedy decoding speed: the in-graph loop (vlm_keras.decoding) vs a Python loop calling predict.
+"""Greedy decoding speed: the in-graph loop (vlm_keras.captioning.decoding) vs a Python loop calling predict.
 
     python benchmarks/decode_speed.py [--model MODEL_DIR] [--batch 64] [--steps 23]
 
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlm_keras.data.text import END_ID, START_ID
-from vlm_keras.decoding import greedy_decode
+from vlm_keras.captioning.decoding import greedy_decode
 
 
 def python_loop_greedy(decoder, features, steps):
@@ -45,7 +45,7 @@ def main():
         captioner = Captioner.load(args.model)
         decoder, steps = captioner.decoder, captioner.max_steps
     else:
-        from vlm_keras.models.captioner import build_lstm_decoder
+        from vlm_keras.captioning.models import build_lstm_decoder
 
         decoder, steps = build_lstm_decoder(51, (2, 2, 512)), args.steps
         decoder.get_layer("feature_normalization").adapt(np.random.rand(16, 2, 2, 512).astype("float32"))

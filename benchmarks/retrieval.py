@@ -11,7 +11,7 @@ as found at K when any of its 5 captions is in the top K (as COCO and Flickr30k)
 one right image per caption; ties count against the model.
 
 First it prints how specific the captions are: for each caption, the number of pool images it is
-true of (could have been written for; `vlm_keras.data.shapes.possible_captions`), and the text ->
+true of (could have been written for; `vlm_keras.data.scenes.captions.possible_captions`), and the text ->
 image Recall@1 of an oracle that knows exactly which images a caption is true of and picks among
 them at random. Then one JSON line per image pooling, then a Markdown table.
 """
@@ -22,11 +22,11 @@ import tempfile
 
 import numpy as np
 
-from vlm_keras.data import coco
-from vlm_keras.data.shapes import caption_ambiguity
+from vlm_keras.data.formats import coco
+from vlm_keras.data.scenes.captions import caption_ambiguity
 from vlm_keras.data.sources import resolve_data_dir
-from vlm_keras.data.vqa_dataset import load_scenes
-from vlm_keras.train import train_retrieval
+from vlm_keras.data.scenes.dataset import load_scenes
+from vlm_keras import train_retrieval
 
 SPLITS = ("test", "compositional")
 
@@ -57,7 +57,7 @@ def main():
     parser.add_argument("--poolings", default="attention", help="comma-separated: attention, flatten, mean")
     args = parser.parse_args()
 
-    data_dir = resolve_data_dir("shapes", num_images=args.num_images, seed=args.seed)
+    data_dir = resolve_data_dir("scenes", num_images=args.num_images, seed=args.seed)
     for split in SPLITS:
         print(json.dumps(dict(caption_specificity(data_dir, split), kind="specificity")), flush=True)
 

@@ -13,7 +13,7 @@ import argparse
 import json
 import tempfile
 
-from vlm_keras.train import train_vqa
+from vlm_keras import train_vqa
 
 
 def main():
@@ -27,7 +27,7 @@ def main():
 
     rows = []
     for model in args.models.split(","):
-        result = train_vqa(data="shapes", model=model, epochs=args.epochs, image_size=args.image_size,
+        result = train_vqa(data="scenes", model=model, epochs=args.epochs, image_size=args.image_size,
                            num_images=args.num_images, seed=args.seed, verbose=1,
                            checkpoint_dir=tempfile.mkdtemp(prefix=f"bench_vqa_{model}_"))
         row = dict(model=model, **result.metrics)

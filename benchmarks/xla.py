@@ -17,8 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vlm_keras.decoding import beam_search, greedy_decode
-from vlm_keras.models.captioner import CAPTIONER_TYPES, build_caption_decoder, caption_loss
+from vlm_keras.captioning.decoding import beam_search, greedy_decode
+from vlm_keras.captioning.losses import caption_loss
+from vlm_keras.captioning.models import build_caption_decoder
+from vlm_keras.config import CAPTIONER_TYPES
 
 VOCAB, STEPS, GRID = 51, 23, (4, 4, 512)
 

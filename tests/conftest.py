@@ -8,9 +8,9 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):
     """A small scenes dataset (40 train/val/test images + compositional) shared by the tests."""
-    from vlm_keras.data.shapes_dataset import write_shapes_dataset
+    from vlm_keras.data.scenes.dataset import write_scenes_dataset
 
-    return write_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes", num_images=40, seed=3,
+    return write_scenes_dataset(tmp_path_factory.mktemp("data") / "shapes", num_images=40, seed=3,
                                 progress=False)
 
 

@@ -8,41 +8,26 @@ import sys
 
 import pytest
 
-from vlm_keras.cli import main
-from vlm_keras.data import coco
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _assert_one_line_error(code, err, *fragments):
-    assert code == 2
-    lines = [line for line in err.strip().splitlines() if line.startswith("vlm-keras: error:")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.helpers import assert_one_line_error, run_cli
+from vlm_keras.data.formats import coco
 
 
 def test_caption_with_model_folder_and_saved_model(capsys, tiny_captioner, tiny_model_dir, shapes_dir, tmp_path):
     images = coco.load_caption_split(shapes_dir, "test").image_paths[:2]
     expected = tiny_captioner.caption(images)
-    code, out, _ = _run(capsys, "caption", "--model", str(tiny_model_dir), *images)
+    code, out, _ = run_cli(capsys, "caption", "--model", str(tiny_model_dir), *images)
     assert code == 0
     assert [line.split("\t")[1] for line in out.strip().splitlines()] == expected
 
-    code, out, _ = _run(capsys, "export", "--model", str(tiny_model_dir), "--out", str(tmp_path / "sm"))
+    code, out, _ = run_cli(capsys, "export", "--model", str(tiny_model_dir), "--out", str(tmp_path / "sm"))
     assert code == 0 and json.loads(out)["export_path"] == str(tmp_path / "sm")
-    code, out, _ = _run(capsys, "caption", "--model", str(tmp_path / "sm"), *images)
+    code, out, _ = run_cli(capsys, "caption", "--model", str(tmp_path / "sm"), *images)
     assert code == 0
     assert [line.split("\t")[1] for line in out.strip().splitlines()] == expected
 
 
 def test_evaluate_prints_json_and_writes_predictions(capsys, tiny_model_dir, shapes_dir, tmp_path):
-    code, out, _ = _run(capsys, "evaluate", "captioner", "--model", str(tiny_model_dir), "--data",
+    code, out, _ = run_cli(capsys, "evaluate", "captioner", "--model", str(tiny_model_dir), "--data",
                         str(shapes_dir), "--split", "compositional", "--predictions", str(tmp_path / "p.json"))
     assert code == 0
     scores = json.loads(out.strip().splitlines()[-1])
@@ -51,21 +36,21 @@ def test_evaluate_prints_json_and_writes_predictions(capsys, tiny_model_dir, sha
 
 
 def test_missing_image(capsys, tiny_model_dir, tmp_path):
-    code, _, err = _run(capsys, "caption", "--model", str(tiny_model_dir), str(tmp_path / "nope.png"))
-    _assert_one_line_error(code, err, "nope.png", "does not exist")
+    code, _, err = run_cli(capsys, "caption", "--model", str(tiny_model_dir), str(tmp_path / "nope.png"))
+    assert_one_line_error(code, err, "nope.png", "does not exist")
 
 
 def test_not_an_image_and_corrupt_image(capsys, tiny_model_dir, shapes_dir, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("these are not pixels")
-    code, _, err = _run(capsys, "caption", "--model", str(tiny_model_dir), str(text))
-    _assert_one_line_error(code, err, "notes.png")
+    code, _, err = run_cli(capsys, "caption", "--model", str(tiny_model_dir), str(text))
+    assert_one_line_error(code, err, "notes.png")
 
     good = coco.load_caption_split(shapes_dir, "test").image_paths[0]
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(open(good, "rb").read()[:200])
-    code, _, err = _run(capsys, "caption", "--model", str(tiny_model_dir), str(truncated))
-    _assert_one_line_error(code, err, "truncated.png")
+    code, _, err = run_cli(capsys, "caption", "--model", str(tiny_model_dir), str(truncated))
+    assert_one_line_error(code, err, "truncated.png")
 
 
 def test_folder_without_a_model(capsys, shapes_dir, tmp_path):
@@ -73,21 +58,21 @@ def test_folder_without_a_model(capsys, shapes_dir, tmp_path):
     for argv in (["caption", "--model", str(tmp_path), image],
                  ["export", "--model", str(tmp_path), "--out", str(tmp_path / "x")],
                  ["evaluate", "captioner", "--model", str(tmp_path / "missing")]):
-        code, _, err = _run(capsys, *argv)
-        _assert_one_line_error(code, err, str(tmp_path))
+        code, _, err = run_cli(capsys, *argv)
+        assert_one_line_error(code, err, str(tmp_path))
 
 
 def test_bad_data_folder(capsys, tmp_path):
-    code, _, err = _run(capsys, "train", "captioner", "--data", str(tmp_path / "nodata"), "--out",
+    code, _, err = run_cli(capsys, "train", "captioner", "--data", str(tmp_path / "nodata"), "--out",
                         str(tmp_path / "m"), "--epochs", "1")
-    _assert_one_line_error(code, err, "nodata")
+    assert_one_line_error(code, err, "nodata")
     broken = tmp_path / "broken"
     shutil.copytree(tmp_path, broken, dirs_exist_ok=True)
     (broken / "annotations").mkdir()
     (broken / "annotations" / "captions_train.json").write_text("{not json")
-    code, _, err = _run(capsys, "train", "captioner", "--data", str(broken), "--out", str(tmp_path / "m"),
+    code, _, err = run_cli(capsys, "train", "captioner", "--data", str(broken), "--out", str(tmp_path / "m"),
                         "--epochs", "1")
-    _assert_one_line_error(code, err, "captions_train.json")
+    assert_one_line_error(code, err, "captions_train.json")
 
 
 def test_console_script_exit_code_and_data_command(tmp_path):
@@ -107,7 +92,7 @@ def test_console_script_exit_code_and_data_command(tmp_path):
 
 def test_train_evaluate_export_with_the_cli(capsys, shapes_dir, tmp_path):
     model_dir = tmp_path / "transformer"
-    code, out, _ = _run(capsys, "train", "captioner", "--data", str(shapes_dir), "--out", str(model_dir),
+    code, out, _ = run_cli(capsys, "train", "captioner", "--data", str(shapes_dir), "--out", str(model_dir),
                         "--model-type", "transformer", "--epochs", "1", "--image-size", "64",
                         "--precision", "mixed_bfloat16", "--strategy", "default", "--backup-every", "2")
     assert code == 0
@@ -117,14 +102,14 @@ def test_train_evaluate_export_with_the_cli(capsys, shapes_dir, tmp_path):
     assert metrics["model_dir"] == str(model_dir) and 0 <= metrics["bleu4_test"] <= 1
     assert json.loads((model_dir / "config.json").read_text())["model_type"] == "transformer"
 
-    code, out, _ = _run(capsys, "evaluate", "captioner", "--model", str(model_dir), "--data", str(shapes_dir),
+    code, out, _ = run_cli(capsys, "evaluate", "captioner", "--model", str(model_dir), "--data", str(shapes_dir),
                         "--split", "test", "--beam-size", "3")
     assert code == 0 and 0 <= json.loads(out)["bleu4"] <= 1
 
-    code, out, _ = _run(capsys, "export", "--model", str(model_dir), "--out", str(tmp_path / "sm"))
+    code, out, _ = run_cli(capsys, "export", "--model", str(model_dir), "--out", str(tmp_path / "sm"))
     assert code == 0
     image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
-    code, out, _ = _run(capsys, "caption", "--model", str(tmp_path / "sm"), "--beam-size", "3", image)
+    code, out, _ = run_cli(capsys, "caption", "--model", str(tmp_path / "sm"), "--beam-size", "3", image)
     from vlm_keras.captioning import Captioner
 
     assert code == 0 and out.rstrip("\n").split("\t")[1] == Captioner.load(model_dir).caption([image], beam_size=3)[0]
@@ -133,7 +118,7 @@ def test_train_evaluate_export_with_the_cli(capsys, shapes_dir, tmp_path):
 def test_bad_beam_size_and_attention_map_on_a_saved_model(capsys, tiny_captioner, shapes_dir, tmp_path):
     image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
     export = tiny_captioner.export(tmp_path / "sm")
-    code, _, err = _run(capsys, "caption", "--model", str(export), "--beam-size", "0", image)
-    _assert_one_line_error(code, err, "--beam-size")
-    code, _, err = _run(capsys, "caption", "--model", str(export), "--attention-map", str(tmp_path / "m.png"), image)
-    _assert_one_line_error(code, err, "--attention-map needs a model folder")
+    code, _, err = run_cli(capsys, "caption", "--model", str(export), "--beam-size", "0", image)
+    assert_one_line_error(code, err, "--beam-size")
+    code, _, err = run_cli(capsys, "caption", "--model", str(export), "--attention-map", str(tmp_path / "m.png"), image)
+    assert_one_line_error(code, err, "--attention-map needs a model folder")

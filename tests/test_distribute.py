@@ -91,7 +91,7 @@ def test_vqa_on_two_cpus_matches_one_device(shapes_dir, tmp_path):
         import json, numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from vlm_keras.data.vqa_dataset import write_vqa_dataset
+        from vlm_keras.data.scenes.dataset import write_vqa_dataset
         from vlm_keras import train_vqa
         data = write_vqa_dataset({str(shapes_dir)!r})
         common = dict(data=str(data), model="attention", epochs=2, image_size=32, units=16, embed_dim=8,
@@ -189,3 +189,20 @@ def test_upstream_keras_fit_under_multi_worker(tmp_path):
     """, tmp_path)
     for code, _, err in outputs:
         assert code == 0, err[-2000:]
+
+
+def test_the_keras_internals_the_multi_worker_workaround_patches_exist(monkeypatch):
+    """setup.cfg pins Keras to the versions tested; on another one this names what changed."""
+    import keras
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    from vlm_keras.distribute import PATCHED_KERAS_FUNCTIONS, check_keras_internals
+
+    assert check_keras_internals() is keras_tf_trainer
+    monkeypatch.delattr(keras_tf_trainer, "reduce_per_replica")
+    with pytest.raises(RuntimeError, match=PATCHED_KERAS_FUNCTIONS[0].replace(".", r"\.")):
+        check_keras_internals()
+    monkeypatch.undo()
+    monkeypatch.setattr(keras.Model, "_maybe_symbolic_build", lambda self, data_batch=None: None)
+    with pytest.raises(RuntimeError, match=r"keras\.Model\._maybe_symbolic_build \(expected parameters"):
+        check_keras_internals()

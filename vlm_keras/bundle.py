@@ -7,16 +7,14 @@ Model folder layout (nanoGPT style: the config lives next to the weights):
     checkpoints/   per-epoch weights written during training
 """
 
-import json
-import os
 import pathlib
-import sys
 
 import keras
 import numpy as np
 
-from vlm_keras.data import pipeline
 from vlm_keras.data.text import Tokenizer
+from vlm_keras.encoders.features import load_images
+from vlm_keras.io import atomic_write, read_json, write_json
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -63,7 +61,7 @@ class ModelBundle:
 
     def encode_images(self, images, batch_size=32):
         """File paths, encoded bytes or preprocessed (N, S, S, 3) arrays -> encoder features."""
-        pixels = images if isinstance(images, np.ndarray) else pipeline.load_images(images, self.image_size)
+        pixels = images if isinstance(images, np.ndarray) else load_images(images, self.image_size)
         if not len(pixels):
             return np.zeros((0,) + tuple(self.encoder.output_shape[1:]), np.float32)
         return self.encoder.predict(pixels, batch_size=batch_size, verbose=0)
@@ -78,24 +76,15 @@ class ModelBundle:
 
     def save(self, model_dir):
         """Writes the model folder. Each file is written under a temporary name and moved into
-        place with `os.replace`, config.json last, so an interrupted save never leaves a
-        half-written file where a good one was. Other files in the folder (checkpoints) are kept."""
+        place atomically, config.json last, so an interrupted save never leaves a half-written
+        file where a good one was. Other files in the folder (checkpoints) are kept."""
         model_dir = check_model_folder(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         config = dict(self.config, **self._vocabularies())
-        writes = [
-            (MODEL_FILE, lambda p: self.model.save(p)),
-            ("history.json", lambda p: _write_json(p, self.history)),
-            ("metrics.json", lambda p: _write_json(p, self.metrics)),
-            (CONFIG_FILE, lambda p: _write_json(p, config)),
-        ]
-        for name, write in writes:
-            tmp = model_dir / f".tmp-{os.getpid()}-{name}"
-            try:
-                write(tmp)
-                os.replace(tmp, model_dir / name)
-            finally:
-                tmp.unlink(missing_ok=True)
+        atomic_write(model_dir / MODEL_FILE, lambda tmp: self.model.save(tmp), suffix=".keras")
+        write_json(model_dir / "history.json", self.history, indent=1)
+        write_json(model_dir / "metrics.json", self.metrics, indent=1)
+        write_json(model_dir / CONFIG_FILE, config, indent=1)
         return model_dir
 
     @classmethod
@@ -107,21 +96,21 @@ class ModelBundle:
         if not (model_dir / CONFIG_FILE).is_file() or not (model_dir / MODEL_FILE).is_file():
             raise ModelFolderError(
                 f"'{model_dir}' holds no vlm_keras model (expected {CONFIG_FILE} and {MODEL_FILE})")
-        config = _read_json(model_dir / CONFIG_FILE)
+        config = read_json(model_dir / CONFIG_FILE)
         task = config.get("task", "captioning")
         if task != cls.TASK:
             raise ModelFolderError(f"'{model_dir}' holds a {task} model, not a {cls.TASK} model")
         _register_custom_objects()
         model = keras.saving.load_model(model_dir / MODEL_FILE)
-        return cls._from_folder(model, config, _read_json(model_dir / "history.json"),
-                                _read_json(model_dir / "metrics.json"))
+        return cls._from_folder(model, config, read_json(model_dir / "history.json", {}),
+                                read_json(model_dir / "metrics.json", {}))
 
 
 def _register_custom_objects():
-    """Imports the modules whose classes a saved model may name (layers, the training metric):
-    `keras.saving.load_model` finds them only once their registration decorators have run."""
+    """Imports the layers a saved model may name: `keras.saving.load_model` finds them only once
+    their registration decorators have run. (A task's own objects, such as the captioners' loss,
+    are registered by its module, which any of its loads imports.)"""
     import vlm_keras.layers  # noqa: F401
-    import vlm_keras.models.captioner  # noqa: F401
 
 
 def check_model_folder(model_dir):
@@ -139,44 +128,3 @@ def check_model_folder(model_dir):
             f"refusing to write a model into '{model_dir}': it is not empty and holds no "
             f"{CONFIG_FILE} (it is not a vlm_keras model folder)")
     return model_dir
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
-
-
-def _read_json(path):
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_json(path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def load_model(model_dir):
-    """Loads any vlm_keras model folder: a `Captioner`, a `VQAModel` or a `RetrievalModel`, by the
-    task in its config."""
-    model_dir = pathlib.Path(model_dir)
-    config_file = model_dir / CONFIG_FILE
-    task = _read_json(config_file).get("task", "captioning") if config_file.is_file() else "captioning"
-    if task == "vqa":
-        from vlm_keras.vqa import VQAModel
-
-        return VQAModel.load(model_dir)
-    if task == "retrieval":
-        from vlm_keras.retrieval import RetrievalModel
-
-        return RetrievalModel.load(model_dir)
-    from vlm_keras.captioning import Captioner
-
-    return Captioner.load(model_dir)

@@ -166,14 +166,43 @@ def _reduce_scalars_across_workers(keras_reduce):
     return reduce_per_replica
 
 
+# What the workaround replaces. setup.cfg pins Keras to the versions the tests passed on; a Keras
+# without these names fails here, naming them, instead of training wrongly.
+PATCHED_KERAS_FUNCTIONS = ("keras.src.backend.tensorflow.trainer.reduce_per_replica",
+                           "keras.Model._maybe_symbolic_build")
+
+
+def check_keras_internals():
+    """Raises RuntimeError naming the private Keras function the multi-worker workaround needs
+    and this Keras lacks (or whose signature changed)."""
+    import inspect
+
+    import keras
+
+    try:
+        from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+    except ImportError as error:
+        raise RuntimeError(f"Keras {keras.__version__} has no keras.src.backend.tensorflow.trainer ({error}); "
+                           "vlm_keras.distribute.fit_context (keras-team/keras#20585) needs updating") from None
+    checks = {PATCHED_KERAS_FUNCTIONS[0]: (getattr(keras_tf_trainer, "reduce_per_replica", None),
+                                           ["values", "strategy", "reduction"]),
+              PATCHED_KERAS_FUNCTIONS[1]: (getattr(keras.Model, "_maybe_symbolic_build", None),
+                                           ["self", "iterator", "data_batch"])}
+    for name, (function, parameters) in checks.items():
+        if function is None or list(inspect.signature(function).parameters) != parameters:
+            raise RuntimeError(f"Keras {keras.__version__} changed the private function {name} "
+                               f"(expected parameters {parameters}); vlm_keras.distribute.fit_context, the "
+                               "workaround for keras-team/keras#20585, needs updating")
+    return keras_tf_trainer
+
+
 @contextlib.contextmanager
 def fit_context(model, strategy):
     """Wrap `model.fit(...)` in this: a no-op except under MultiWorkerMirroredStrategy (see above)."""
     if not is_multi_worker(strategy):
         yield
         return
-    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
-
+    keras_tf_trainer = check_keras_internals()
     keras_reduce = keras_tf_trainer.reduce_per_replica
     model._maybe_symbolic_build = _symbolic_build_from_first_replica(model, strategy)
     keras_tf_trainer.reduce_per_replica = _reduce_scalars_across_workers(keras_reduce)

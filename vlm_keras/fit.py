@@ -15,7 +15,6 @@ The training data of epoch e is shuffled by (seed, e) alone, and a resumed epoch
 already taken, so a resumed run sees the batches an uninterrupted run would have seen.
 """
 
-import json
 import os
 import pathlib
 import shutil
@@ -25,6 +24,7 @@ import keras
 import numpy as np
 
 from vlm_keras.distribute import fit_context
+from vlm_keras.io import atomic_write, log, read_json, write_json
 
 BACKUP_DIR = "backup"
 CSV_LOG = "training.csv"
@@ -32,22 +32,7 @@ CSV_LOG = "training.csv"
 
 def atomic_save_weights(model, path):
     """`model.save_weights(path)` through a temporary file and an atomic rename."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_json(path, obj):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return atomic_write(path, model.save_weights, suffix=".weights.h5")
 
 
 def _seed_states(model):
@@ -93,18 +78,16 @@ class TrainingBackup(keras.callbacks.Callback):
         state = {"epoch": epoch, "step": step, "weights": weights_name, "history": self.history,
                  "best": self.best,
                  "seed_states": [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]}
-        _atomic_write_json(self.backup_dir / "state.json", state)
+        write_json(self.backup_dir / "state.json", state)
         for old in self.backup_dir.glob("weights-*.weights.h5"):
             if old.name != weights_name:
                 old.unlink(missing_ok=True)
 
     def restore(self):
         """Loads the last backup into the model; returns (epoch, step), or (0, 0) without one."""
-        state_file = self.backup_dir / "state.json"
-        if not state_file.is_file():
+        state = read_json(self.backup_dir / "state.json")
+        if state is None:
             return 0, 0
-        with open(state_file, encoding="utf-8") as f:
-            state = json.load(f)
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.backup_dir / state["weights"])
@@ -209,8 +192,7 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
     first_epoch, first_step = backup.restore()
     resumed = {"epoch": first_epoch, "step": first_step} if (first_epoch or first_step) else None
     if resumed and verbose:
-        print(f"Resuming from the backup in '{backup.backup_dir}': epoch {first_epoch + 1}, "
-              f"step {first_step}", flush=True)
+        log(f"Resuming from the backup in '{backup.backup_dir}': epoch {first_epoch + 1}, step {first_step}")
     if resumed is None:
         (checkpoint_dir / CSV_LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
     # BestWeights before the backup, so the backup records the `best` of the epoch it follows.

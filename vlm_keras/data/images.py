@@ -1,14 +1,17 @@
-"""Image files: checks that catch bad files before they reach a tf.data pipeline.
+"""Image files: the one image decoder, and checks that catch bad files before they reach it.
 
-The pipeline decodes images with TensorFlow, which reads JPEG, PNG, BMP and GIF only and fails
-deep inside a graph when a file is corrupt. `check_image_file` opens each file with PIL first so
-that a dataset loader can name every bad file up front.
+`decode_image` is the only image decoder in the project: training, evaluation, the CLI and the
+exported SavedModels all call it (through the encoder's `image_inputs`). It is TensorFlow code,
+which reads JPEG, PNG, BMP and GIF only and fails deep inside a graph when a file is corrupt, so
+`check_image_file` opens each file with PIL first and a dataset loader can name every bad file
+up front.
 """
 
 import contextlib
 import pathlib
 import struct
 
+import tensorflow as tf
 from PIL import Image, ImageFile
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -26,6 +29,16 @@ MAX_IMAGE_SIDE = 10000
 
 class ImageError(ValueError):
     """An image file is missing, corrupt, or in a format the input pipeline cannot decode."""
+
+
+def decode_image(image_bytes, image_size):
+    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> (S, S, 3) float32 RGB in [0, 255].
+
+    Grayscale is repeated to three channels, the alpha channel of RGBA is dropped, the first frame
+    of a GIF is used, and the image is resized (bilinear, antialiased) to `image_size` square.
+    """
+    pixels = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)  # (H, W, 3) uint8
+    return tf.image.resize(pixels, [image_size, image_size], antialias=True)      # (S, S, 3) float32
 
 
 def check_image_file(path):

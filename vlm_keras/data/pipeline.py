@@ -1,108 +1,18 @@
-"""tf.data pipelines: image decoding, feature caching and (image, caption) training examples.
-
-`decode_image` is the only image decoder in the project: training, evaluation, the CLI and the
-exported SavedModels all call it, so a served model sees exactly the pixels it was trained on.
+"""tf.data pipelines: the training examples of every task, batched the same way.
 
 The feature datasets (`caption_dataset`, `feature_dataset`, `grouped_vqa_dataset`,
-`retrieval_dataset`) are made anew each epoch. Give them the cached features as one `tf.Tensor`
-(`tf.convert_to_tensor(features)`, once): a NumPy array is copied into a new constant by each
-dataset made from it, and those copies are never freed, so a run would grow by the size of its
-features every epoch (1.3 GB an epoch for 9,600 VQA images at block2_pool).
+`retrieval_dataset`) are made anew each epoch from cached encoder features; give them the
+features as one `tf.Tensor` (see `vlm_keras.encoders.features`). Each epoch's order depends on
+(seed, epoch) alone (`epoch_batches`), so a resumed run sees the batches an uninterrupted run
+would have seen.
 """
 
-import sys
-import weakref
-
-import keras
 import numpy as np
 import tensorflow as tf
 
-from vlm_keras.data import images as image_checks
 from vlm_keras.distribute import shard_by_data
 
 AUTOTUNE = tf.data.AUTOTUNE
-# keras.applications.vgg16.preprocess_input ("caffe" mode): BGR order, ImageNet channel means.
-VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
-
-
-def decode_image(image_bytes, image_size):
-    """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> (S, S, 3) float32, VGG16-preprocessed.
-
-    Grayscale is repeated to three channels, the alpha channel of RGBA is dropped, the first frame
-    of a GIF is used, and the image is resized (bilinear, antialiased) to `image_size` square.
-    """
-    pixels = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)  # (H, W, 3) uint8
-    pixels = tf.image.resize(pixels, [image_size, image_size], antialias=True)      # (S, S, 3) float32
-    return vgg16_preprocess(pixels)
-
-
-def vgg16_preprocess(pixels):
-    """RGB values in [0, 255] (..., 3) -> BGR with the ImageNet means subtracted."""
-    return tf.reverse(pixels, axis=[-1]) - tf.constant(VGG16_BGR_MEAN, tf.float32)
-
-
-def decode_images(image_bytes, image_size):
-    """A batch of encoded images (B,) -> (B, S, S, 3) float32."""
-    return tf.map_fn(
-        lambda b: decode_image(b, image_size),
-        image_bytes,
-        fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32),
-    )
-
-
-def image_dataset(image_paths, image_size, batch_size=32):
-    """Batches of decoded images read from files, in order. Files are not validated here."""
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant([str(p) for p in image_paths], tf.string))
-    ds = ds.map(lambda p: decode_image(tf.io.read_file(p), image_size), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
-
-
-def load_images(images, image_size):
-    """Paths or encoded bytes -> (N, S, S, 3) float32, each file checked with a clear error first."""
-    encoded = []
-    for item in images:
-        if isinstance(item, (bytes, bytearray)):
-            encoded.append(bytes(item))
-        else:
-            encoded.append(image_checks.read_image_bytes(item))
-    if not encoded:
-        return np.zeros((0, image_size, image_size, 3), np.float32)
-    return decode_images(tf.constant(encoded, tf.string), image_size).numpy()
-
-
-def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1, what="images"):
-    """Runs the frozen image encoder once over every image: (N, h, w, c) float32 features.
-
-    This is the feature cache: training reuses the array for every epoch instead of running
-    VGG16 again, which is what makes CPU training of the decoders fast. Every worker of a
-    distributed run computes the whole array locally (no `predict` across replicas), so the
-    features line up with the captions on every worker.
-    """
-    if verbose:
-        print(f"Encoding {len(image_paths)} {what} with the image encoder (once; cached for training)",
-              file=sys.stderr)
-    if len(image_paths) == 0:
-        return np.zeros((0,) + tuple(encoder.output_shape[1:]), np.float32)
-    encode = _compiled_encoder(encoder)
-    progress = keras.utils.Progbar(len(image_paths), unit_name="image") if verbose else None
-    parts = []
-    for images in image_dataset(image_paths, image_size, batch_size):
-        # float32 whatever the policy: a mixed-precision encoder gives float16 / bfloat16
-        parts.append(np.asarray(encode(images), np.float32))
-        if progress is not None:
-            progress.add(len(parts[-1]))
-    return np.concatenate(parts)
-
-
-_COMPILED_ENCODERS = weakref.WeakKeyDictionary()
-
-
-def _compiled_encoder(encoder):
-    """One traced graph per encoder, reused by every call (a new tf.function per call retraces)."""
-    if encoder not in _COMPILED_ENCODERS:
-        _COMPILED_ENCODERS[encoder] = tf.function(lambda images: encoder(images, training=False),
-                                                  reduce_retracing=True)
-    return _COMPILED_ENCODERS[encoder]
 
 
 def caption_examples(captions_per_image, tokenizer):
@@ -141,24 +51,22 @@ def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True
     targets (id 0) are ignored by the loss. `batch_size` is the global batch; see
     `epoch_batches` for `seed`, `epoch` and `skip`.
     """
-    features = tf.constant(features)
-    ds = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
-    ds = epoch_batches(ds, len(image_index), batch_size, shuffle, seed, epoch, skip)
-
-    def to_example(idx, ids):
-        inputs = {"image_features": tf.gather(features, idx), "caption_tokens": ids[:, :-1]}
-        return inputs, ids[:, 1:]
-
-    return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    caption_ids = np.asarray(caption_ids)
+    return feature_dataset(features, image_index, {"caption_tokens": caption_ids[:, :-1]}, caption_ids[:, 1:],
+                           batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
 
 
-def image_caption_dataset(image_paths, image_index, caption_ids, image_size, batch_size, shuffle=True,
+def image_caption_dataset(image_paths, image_index, caption_ids, image_input, batch_size, shuffle=True,
                           seed=0, epoch=0, skip=0):
-    """Like `caption_dataset` but decodes images every epoch (for fine-tuning the encoder)."""
+    """Like `caption_dataset` but decodes images every epoch (for fine-tuning the encoder).
+
+    `image_input(encoded_bytes)` gives the encoder's input for one image (the encoder's own
+    preprocessing, e.g. `functools.partial(vgg16.image_input, image_size=64)`).
+    """
     paths = tf.constant([str(p) for p in image_paths], tf.string)
 
     def to_example(idx, ids):
-        image = decode_image(tf.io.read_file(tf.gather(paths, idx)), image_size)
+        image = image_input(tf.io.read_file(tf.gather(paths, idx)))
         return {"image": image, "caption_tokens": ids[:-1]}, ids[1:]
 
     ds = tf.data.Dataset.from_tensor_slices((image_index, caption_ids))
@@ -188,7 +96,7 @@ def feature_dataset(features, image_index, token_inputs, targets, batch_size, sh
 
 
 def group_questions(image_index, question_tokens, answer_ids, questions_per_image=None):
-    """Every image's questions side by side, for `vlm_keras.models.vqa.build_grouped_trainer`.
+    """Every image's questions side by side, for `vlm_keras.vqa.models.build_grouped_trainer`.
 
     Args:
         image_index: (N,) the feature row of each question.

@@ -2,7 +2,7 @@
 
 `data` is, by the first rule that applies:
 
-1. "shapes": the synthetic scenes, written on first use;
+1. "scenes" (or its old name "shapes"): the synthetic scenes, written on first use;
 2. "tfds:<name>[/<config>][:<version>]": a TFDS dataset ("tfds:coco_captions",
    "tfds:vlm_scenes/small"), written once as a folder (`tfds_folders.tfds_dataset_dir`);
 3. an existing folder in the COCO captions layout (and the VQA v2 layout for VQA);
@@ -15,7 +15,11 @@ import os
 import pathlib
 import re
 
-from vlm_keras.data.coco import CaptionSplit, DatasetError, load_caption_split
+from vlm_keras.config import SCENES_NAMES
+from vlm_keras.data.formats.coco import CaptionSplit, load_caption_split
+from vlm_keras.data.formats.reader import DatasetError
+from vlm_keras.data.formats.vqa import list_vqa_splits
+from vlm_keras.data.scenes.dataset import write_scenes_dataset, write_vqa_dataset
 
 TFDS_PREFIX = "tfds:"
 # "name", "name/config", "name:1.0.0", "name/config:1.*.*", as TFDS spells them.
@@ -31,12 +35,12 @@ def resolve_data_dir(data, num_images=6000, seed=0, data_root=None, verbose=True
     """Returns the folder that holds `annotations/captions_<split>.json` and the image folders.
 
     Args:
-        data: "shapes", "tfds:<name>[/<config>]", a folder in the COCO captions layout, or a TFDS
+        data: "scenes", "tfds:<name>[/<config>]", a folder in the COCO captions layout, or a TFDS
             name that is not a folder (see the module docstring for the rule). TFDS datasets are
             read from $TFDS_DATA_DIR (else ~/tensorflow_datasets); "vlm_scenes" is built there
             offline, any other must have been prepared (`tfds build NAME`) beforehand.
-        num_images, seed: passed to the scenes generator for "shapes" (a TFDS config fixes its own).
-        data_root: where "shapes" and TFDS datasets are written (default: `default_home()/datasets`).
+        num_images, seed: passed to the scenes generator for "scenes" (a TFDS config fixes its own).
+        data_root: where "scenes" and TFDS datasets are written (default: `default_home()/datasets`).
 
     Raises:
         DatasetError: naming `data`, when it is none of these, or the TFDS dataset is unknown,
@@ -44,13 +48,11 @@ def resolve_data_dir(data, num_images=6000, seed=0, data_root=None, verbose=True
     """
     root = pathlib.Path(data_root) if data_root else default_home() / "datasets"
     tfds_name = _tfds_name(data)
-    if str(data) == "shapes":
-        from vlm_keras.data.shapes_dataset import write_shapes_dataset
-
-        out = root / f"shapes-n{num_images}-seed{seed}"
-        return write_shapes_dataset(out, num_images=num_images, seed=seed, progress=verbose)
+    if str(data) in SCENES_NAMES:
+        out = root / f"scenes-n{num_images}-seed{seed}"
+        return write_scenes_dataset(out, num_images=num_images, seed=seed, progress=verbose)
     if tfds_name is not None:
-        from vlm_keras.data.tfds_folders import tfds_dataset_dir
+        from vlm_keras.data.tfds import tfds_dataset_dir  # TFDS takes a second to import: only when asked
 
         try:
             return tfds_dataset_dir(tfds_name, root, verbose=verbose)
@@ -61,7 +63,7 @@ def resolve_data_dir(data, num_images=6000, seed=0, data_root=None, verbose=True
             raise DatasetError(f"data '{data}' is not an existing folder, and {error}") from None
     path = pathlib.Path(data)
     if not path.is_dir():
-        raise DatasetError(f"data '{data}' is neither 'shapes', 'tfds:<name>', a TFDS dataset "
+        raise DatasetError(f"data '{data}' is neither 'scenes', 'tfds:<name>', a TFDS dataset "
                            "name nor an existing folder")
     if not (path / "annotations").is_dir():
         raise DatasetError(
@@ -79,19 +81,15 @@ def caption_split_of(data, split, verbose=True, **data_kwargs):
 
 
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):
-    """Like `resolve_data_dir`, for VQA: "shapes" also gets its questions (VQA v2 format) written.
+    """Like `resolve_data_dir`, for VQA: "scenes" also gets its questions (VQA v2 format) written.
 
     Raises:
         DatasetError: also when a TFDS dataset has no questions.
     """
     data_dir = resolve_data_dir(data, num_images=num_images, seed=seed, data_root=data_root, verbose=verbose)
-    if str(data) == "shapes":
-        from vlm_keras.data.vqa_dataset import write_vqa_dataset
-
+    if str(data) in SCENES_NAMES:
         write_vqa_dataset(data_dir, seed=seed)
     elif _tfds_name(data) is not None:
-        from vlm_keras.data.vqa import list_vqa_splits
-
         if not list_vqa_splits(data_dir):
             raise DatasetError(f"TFDS dataset '{_tfds_name(data)}' has no questions (a 'questions' "
                                "feature as vlm_scenes has); VQA needs questions and answers")
@@ -107,6 +105,6 @@ def _tfds_name(data):
             raise DatasetError(f"data '{data}': '{name}' is not a TFDS name; expected "
                                "tfds:<name>[/<config>][:<version>], e.g. tfds:coco_captions")
         return name
-    if text != "shapes" and not pathlib.Path(text).exists() and TFDS_NAME.fullmatch(text):
+    if text not in SCENES_NAMES and not pathlib.Path(text).exists() and TFDS_NAME.fullmatch(text):
         return text
     return None

@@ -1,0 +1,103 @@
+"""The attention and Transformer captioners: train, round trips, both SavedModel signatures, maps."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from vlm_keras.captioning import Captioner
+from vlm_keras.cli import main
+from vlm_keras.data.formats import coco
+
+from tests.helpers import run_python
+
+SIZES = {"attention": dict(embed_dim=16, units=32, attention_dim=32),
+         "transformer": dict(embed_dim=32, num_layers=1, num_heads=2, ff_dim=64)}
+
+
+@pytest.fixture(scope="module", params=["attention", "transformer"])
+def trained(request, shapes_dir, tmp_path_factory):
+    from vlm_keras import train_captioner
+
+    out = tmp_path_factory.mktemp(request.param) / "model"
+    result = train_captioner(data=str(shapes_dir), model=request.param, epochs=1, image_size=64,
+                             batch_size=32, seed=2, verbose=0, out=out, eval_splits=("test",),
+                             **SIZES[request.param])
+    return request.param, result, out
+
+
+def test_trains_and_scores(trained):
+    model_type, result, out = trained
+    assert result.config["model_type"] == model_type
+    assert 0.0 <= result.metrics["bleu4_test"] <= 1.0
+    assert json.loads((out / "config.json").read_text())["model_options"] == SIZES[model_type]
+
+
+def test_keras_round_trip(trained, shapes_dir):
+    _, result, out = trained
+    loaded = Captioner.load(out)
+    images = coco.load_caption_split(shapes_dir, "test").image_paths[:3]
+    assert loaded.caption(images) == result.caption(images)
+    assert loaded.caption(images, beam_size=3) == result.caption(images, beam_size=3)
+
+
+def test_model_folder_loads_in_a_fresh_process(trained, shapes_dir):
+    # keras.saving.load_model needs the custom layers and metric registered: a new process has
+    # imported nothing of vlm_keras but the CLI.
+    _, result, out = trained
+    image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
+    run = subprocess.run([sys.executable, "-m", "vlm_keras.cli", "caption", "--model", str(out), image],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.rstrip("\n").split("\t")[1] == result.caption([image])[0]
+
+
+def test_attention_maps(trained, shapes_dir):
+    _, result, _ = trained
+    images = coco.load_caption_split(shapes_dir, "test").image_paths[:2]
+    maps = result.attention(images)
+    assert [m["caption"] for m in maps] == result.caption(images)
+    for m in maps:
+        assert m["weights"].shape == (len(m["words"]), 4, 4)
+        np.testing.assert_allclose(m["weights"].reshape(len(m["words"]), -1).sum(-1), 1.0, atol=1e-4)
+
+
+def test_cli_attention_map_png(trained, shapes_dir, tmp_path, capsys):
+    _, result, out = trained
+    image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
+    png = tmp_path / "map.png"
+    assert main(["caption", "--model", str(out), "--attention-map", str(png), image]) == 0
+    assert capsys.readouterr().out.strip().split("\t")[1] == result.caption([image])[0]
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 200
+
+
+def test_saved_model_signatures_in_a_fresh_process(trained, shapes_dir, tmp_path):
+    _, result, _ = trained
+    export_dir = result.export(tmp_path / "export")
+    images = coco.load_caption_split(shapes_dir, "test").image_paths[:3]
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        loaded = tf.saved_model.load({str(export_dir)!r})
+        data = tf.constant([open(p, "rb").read() for p in {images!r}])
+        greedy = loaded.signatures["serving_default"](images=data)["captions"].numpy()
+        beam = loaded.signatures["beam_search"](images=data, beam_size=tf.constant(3))["captions"].numpy()
+        print(json.dumps({{"greedy": [c.decode() for c in greedy], "beam": [c.decode() for c in beam],
+                          "vlm_keras": "vlm_keras" in sys.modules}}))
+    """)
+    got = run_python(script, cwd=tmp_path)
+    assert got["greedy"] == result.caption(images)
+    assert got["beam"] == result.caption(images, beam_size=3)
+    assert not got["vlm_keras"]
+
+
+def test_lstm_has_no_attention_map(tiny_captioner, shapes_dir):
+    image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
+    with pytest.raises(ValueError, match="no attention over image regions"):
+        tiny_captioner.attention([image])

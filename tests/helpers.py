@@ -1,0 +1,44 @@
+"""What many tests do: run code in a fresh Python process, run the CLI, round-trip a model."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from vlm_keras.cli import main
+
+
+def run_python(script, cwd=None, env=None, timeout=300, args=()):
+    """Runs `script` (dedented) in a fresh Python process and returns the JSON its last stdout line
+    prints; fails with the end of its stderr when it exits non-zero."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], capture_output=True,
+                         text=True, timeout=timeout, cwd=cwd, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_cli(capsys, *argv):
+    """`vlm-keras ARGV` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    """The CLI failed as it promises: exit code 2, one `vlm-keras: error:` line naming each fragment,
+    no traceback."""
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.startswith("vlm-keras: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def keras_round_trip(model, tmp_path, name="model"):
+    """`model` saved as .keras and loaded back (custom objects resolved by registration alone)."""
+    import keras
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    return keras.saving.load_model(path)

@@ -1,0 +1,155 @@
+"""`Captioner`: a trained captioning model with its tokenizer and config.
+
+It captions images, evaluates on a dataset split, saves to / loads from a model folder and
+exports a SavedModel. `train_captioner()` returns one.
+The model folder layout is `vlm_keras.bundle`'s.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from vlm_keras.bundle import ModelBundle
+from vlm_keras.captioning.decoding import beam_search, greedy_decode
+from vlm_keras.captioning.export import export_captioner
+from vlm_keras.captioning.losses import CaptionLoss, MaskedTokenAccuracy  # noqa: F401  (registered for loading)
+from vlm_keras.captioning.models import attention_weights_model
+from vlm_keras.data.formats import coco
+from vlm_keras.data.sources import caption_split_of
+from vlm_keras.data.text import START_ID, tokenize
+from vlm_keras.encoders.features import extract_features
+from vlm_keras.metrics import bleu_scores
+
+
+class Captioner(ModelBundle):
+    """A trained captioner.
+
+    Args:
+        model: the end-to-end Keras model with sub-models "image_encoder" and "caption_decoder".
+        tokenizer: the `Tokenizer` it was trained with.
+        config: a JSON-serialisable dict; must hold "image_size".
+        history: per-epoch training metrics, if it was trained in this process.
+        metrics: evaluation figures.
+    """
+
+    TASK = "captioning"
+
+    def __init__(self, model, tokenizer, config, history=None, metrics=None, checkpoint_dir=None):
+        super().__init__(model, config, history, metrics, checkpoint_dir)
+        self.tokenizer = tokenizer
+        self._generate_fn = None
+        self._attention_model = None
+        self._jit_compile = False
+
+    @property
+    def jit_compile(self):
+        """Compile generation with XLA. Off by default: on 2 CPU cores XLA was slower or no
+        faster for every decoder but LSTM beam search (`benchmarks/xla.py`)."""
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        self._jit_compile = bool(value)
+        self._generate_fn = None  # retrace in the new mode
+
+    @property
+    def decoder(self):
+        return self.model.get_layer("caption_decoder")
+
+    @property
+    def max_steps(self):
+        """Most tokens generated per caption: the longest training caption plus the end token."""
+        return self.tokenizer.max_length + 1
+
+    # -- generation -------------------------------------------------------------------------
+    def _generate(self, features, beam_size):
+        """One compiled graph per decoding mode; the beam size is a tensor, so one trace serves all."""
+        if self._generate_fn is None:
+            decoder, steps = self.decoder, self.max_steps
+            self._generate_fn = {
+                "greedy": tf.function(lambda f: greedy_decode(decoder, f, steps), reduce_retracing=True,
+                                      jit_compile=self.jit_compile),
+                "beam": tf.function(lambda f, k: beam_search(decoder, f, steps, beam_size=k),
+                                    reduce_retracing=True, jit_compile=self.jit_compile),
+            }
+        features = tf.convert_to_tensor(features, tf.float32)
+        if beam_size == 1:
+            return self._generate_fn["greedy"](features)
+        return self._generate_fn["beam"](features, tf.constant(beam_size, tf.int32))
+
+    def generate_tokens(self, features, batch_size=128, beam_size=1):
+        """Encoder features (N, h, w, c) -> (token ids (N, max_steps), log-probabilities (N,))."""
+        if int(beam_size) < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        tokens, log_probs = [], []
+        for start in range(0, len(features), batch_size):
+            t, lp = self._generate(features[start:start + batch_size], int(beam_size))
+            tokens.append(t.numpy())
+            log_probs.append(lp.numpy())
+        if not tokens:
+            return np.zeros((0, self.max_steps), np.int32), np.zeros((0,), np.float32)
+        return np.concatenate(tokens), np.concatenate(log_probs)
+
+    def caption_features(self, features, batch_size=128, beam_size=1):
+        return self.tokenizer.decode(self.generate_tokens(features, batch_size, beam_size)[0])
+
+    def caption(self, images, batch_size=32, beam_size=1):
+        """Captions images given as file paths, encoded bytes or preprocessed (N, S, S, 3) arrays."""
+        return self.caption_features(self.encode_images(images, batch_size), beam_size=beam_size)
+
+    def attention(self, images, beam_size=1):
+        """Captions images and returns, for each generated word, its weights over image regions.
+
+        Returns one dict per image: {"caption": str, "words": [str, ...], "weights": (n_words, h, w)
+        array (row t: the regions attended to while word t was chosen; each row sums to 1)}.
+        Raises ValueError for the lstm captioner, which has no attention.
+        """
+        if self._attention_model is None:
+            self._attention_model = attention_weights_model(self.decoder)
+        features = self.encode_images(images)
+        tokens, _ = self.generate_tokens(features, beam_size=beam_size)
+        prefix = np.concatenate([np.full((len(tokens), 1), START_ID, np.int32), tokens[:, :-1]], axis=1)
+        weights = self._attention_model.predict([features, prefix], verbose=0)        # (N, T, R)
+        grid = tuple(self.encoder.output_shape[1:3])
+        results = []
+        for caption, row in zip(self.tokenizer.decode(tokens), weights):
+            words = caption.split()
+            results.append({"caption": caption, "words": words,
+                            "weights": row[:len(words)].reshape((len(words),) + grid)})
+        return results
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate(self, data="shapes", split="test", predictions=None, batch_size=64, verbose=1,
+                 beam_size=1, **data_kwargs):
+        """Corpus BLEU-1..4 on a split, with every reference of each image.
+
+        Args:
+            data: "shapes", a COCO-format folder, or a loaded `CaptionSplit` (then `split` is unused).
+            split: the split's name.
+            predictions: optional path; the captions are written there in the COCO results format.
+            beam_size: 1 for greedy decoding, k > 1 for beam search of width k.
+
+        Returns:
+            {"bleu1".."bleu4", "num_images", "ms_per_caption"}.
+        """
+        caption_split = caption_split_of(data, split, verbose=bool(verbose), **data_kwargs)
+        features = extract_features(self.encoder, caption_split.image_paths, self.image_size,
+                                             batch_size, verbose=verbose,
+                                             what=f"{caption_split.name} images")
+        self.generate_tokens(features[:1], beam_size=beam_size)  # trace first: time generation alone
+        start = time.perf_counter()
+        generated = self.caption_features(features, batch_size=batch_size, beam_size=beam_size)
+        seconds = time.perf_counter() - start
+        references = [tokenize(refs) for refs in caption_split.captions]
+        scores = bleu_scores(references, tokenize(generated))
+        scores["num_images"] = len(caption_split)
+        scores["ms_per_caption"] = 1000.0 * seconds / max(1, len(caption_split))
+        if predictions:
+            coco.write_coco_results(predictions, caption_split.image_ids, generated)
+        return scores
+
+    # -- persistence ------------------------------------------------------------------------
+    def export(self, path, overwrite=True):
+        """Exports a SavedModel: encoded image bytes in, caption strings out. See `export_captioner`."""
+        return export_captioner(self, path, overwrite=overwrite)

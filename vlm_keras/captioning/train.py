@@ -1,0 +1,95 @@
+"""`train_captioner()`: VGG16 features -> a caption decoder, trained with teacher forcing."""
+
+from vlm_keras.captioning.captioner import Captioner
+from vlm_keras.captioning.losses import MaskedTokenAccuracy, caption_loss
+from vlm_keras.captioning.models import DECODER_BUILDERS, build_caption_decoder, build_captioner
+from vlm_keras.config import CaptionerConfig, check_model_options
+from vlm_keras.data import pipeline
+from vlm_keras.data.formats import coco
+from vlm_keras.encoders.vgg16 import image_input
+from vlm_keras.training import TrainingRun
+
+
+def train_captioner(data=None, *, config=None, **options):
+    """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with BLEU.
+
+    Args:
+        data: "scenes" (the offline synthetic scenes; the default), a folder in the COCO captions
+            layout (`annotations/captions_<split>.json` and one image folder per split), or a TFDS
+            dataset: "tfds:<name>[/<config>]" ("tfds:coco_captions", "tfds:vlm_scenes/small"), or
+            its bare name when no folder has that name. See `vlm_keras.data.sources`.
+        config: a `CaptionerConfig` to start from; keyword options override its fields.
+        **options: any `CaptionerConfig` field (`vlm_keras.config`), chiefly:
+            model: "lstm" (the document's VGG16 + LSTM network), "attention" (an LSTM that attends
+                over the VGG16 grid for every word) or "transformer";
+            epochs, image_size, batch_size (per replica), learning_rate (default 3e-3, 1e-3 for
+                the transformer), weights (None: random, the offline default; "imagenet"; a
+                local .h5), feature_layer ("block5_conv3"), fine_tune (train VGG16 too; else its
+                features are cached once), max_length, num_images, seed;
+            out: the model folder to write; run the same call again after a crash and training
+                resumes from the last backup in out/checkpoints;
+            strategy, precision, jit_compile, backup_every, tensorboard, callbacks, eval_splits,
+                data_root, verbose.
+            Any other keyword is a size for the decoder builder, e.g. units=256, dropout=0.2 (see
+            `build_lstm_decoder`, `build_attention_decoder`, `build_transformer_decoder`).
+
+    Returns:
+        A `Captioner` with `.model`, `.history`, `.metrics` and `.export(path)`.
+    """
+    if data is not None:
+        options["data"] = data
+    config = CaptionerConfig.from_options(config, **options)
+    check_model_options(DECODER_BUILDERS[config.model], config.model_options, f"the {config.model} captioner",
+                        given=("vocab_size", "feature_shape", "max_length", "name"))
+    run = TrainingRun(config)
+    data_dir, available, train_split, val_split, tokenizer = run.caption_data()
+
+    encoder = run.build_encoder(trainable=config.fine_tune)
+    with run.scope():
+        decoder = build_caption_decoder(config.model, tokenizer.vocab_size, encoder.output_shape[1:],
+                                        tokenizer.max_length, **config.model_options)
+        full_model = build_captioner(encoder, decoder)
+
+    train_index, train_ids = pipeline.caption_examples(train_split.captions, tokenizer)
+    train_features = run.features(encoder, train_split.image_paths, "train images")
+    # Feature statistics come from the training images only.
+    decoder.get_layer("feature_normalization").adapt(train_features)
+    val_examples = pipeline.caption_examples(val_split.captions, tokenizer) if val_split is not None else None
+
+    if config.fine_tune:
+        trained = full_model
+
+        def image_batches(split, index, ids, **kwargs):
+            return pipeline.image_caption_dataset(
+                split.image_paths, index, ids, lambda b: image_input(b, config.image_size), run.global_batch,
+                **kwargs)
+
+        def train_batches(epoch, skip):
+            return image_batches(train_split, train_index, train_ids, seed=config.seed, epoch=epoch, skip=skip)
+
+        val_data = image_batches(val_split, *val_examples, shuffle=False) if val_split is not None else None
+    else:
+        trained = decoder
+
+        def train_batches(epoch, skip):
+            return pipeline.caption_dataset(train_features, train_index, train_ids, run.global_batch,
+                                            seed=config.seed, epoch=epoch, skip=skip)
+
+        val_data = None
+        if val_split is not None:
+            val_features = run.features(encoder, val_split.image_paths, "val images")
+            val_data = pipeline.caption_dataset(val_features, *val_examples, run.global_batch, shuffle=False)
+
+    run.compile(trained, loss=caption_loss(), metrics=[MaskedTokenAccuracy()])
+    captioner = Captioner(full_model, tokenizer, run.model_config(config.model))
+    samples = val_split.image_paths[:4] if (config.tensorboard and val_split is not None) else []
+    history = run.fit(trained, train_batches, val_data,
+                      sample_fn=(lambda: captioner.caption(samples)) if samples else None)
+
+    monitor = "val_loss" if val_data is not None else "loss"
+    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
+    return run.finish(
+        captioner, splits,
+        lambda r: f"BLEU-1 {r['bleu1']:.3f}  BLEU-4 {r['bleu4']:.3f}  ({r['num_images']} images, "
+                  f"{r['ms_per_caption']:.2f} ms per caption)",
+        metrics={"best_" + monitor: float(min(history[monitor]))})

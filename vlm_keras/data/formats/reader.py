@@ -1,0 +1,146 @@
+"""The validated JSON reader every annotation format shares (COCO captions, VQA v2, ...).
+
+Readers built on it report every problem as a `DatasetError` naming the file and the offending
+entry ("annotations 'x.json': annotation #3 (id 17) has no \"caption\""), so a bad dataset fails
+when it is loaded, not inside tf.data.
+"""
+
+import json
+import os
+import pathlib
+
+from vlm_keras.data.images import ImageError, check_image_file
+
+# How many offending names an error message lists before "...".
+MAX_LISTED = 5
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, malformed, or refers to images that are missing or bad."""
+
+
+USUAL_SPLITS = ("train", "val", "test")
+
+
+def order_splits(names):
+    """Split names with "train", "val", "test" first when present, then the others alphabetically."""
+    names = set(names)
+    return [n for n in USUAL_SPLITS if n in names] + sorted(names - set(USUAL_SPLITS))
+
+
+def check_split_files(data_dir, split, files, available, kind=""):
+    """Raises a DatasetError when `data_dir` is missing or a file of split `split` is: the message
+    names the first missing file and lists the `available` splits of that kind ("VQA ")."""
+    data_dir = pathlib.Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetError(f"dataset folder '{data_dir}' does not exist")
+    for file in files:
+        if not file.is_file():
+            raise DatasetError(f"{kind}split '{split}' not found: '{file}' does not exist; {kind}splits in "
+                               f"'{data_dir}': {', '.join(available()) or 'none'}")
+
+
+def read_json_object(path, where, keys=("images", "annotations")):
+    """The JSON object in `path`, or a DatasetError naming `where` and the `keys` expected."""
+    if not path.exists():
+        raise DatasetError(f"{where} does not exist")
+    if not path.is_file():
+        raise DatasetError(f"{where} is not a file")
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except json.JSONDecodeError as error:
+        raise DatasetError(
+            f"{where} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{where} is not UTF-8 text: {error.reason}") from error
+    if not isinstance(content, dict):
+        raise DatasetError(
+            f"{where}: top level is {json_kind(content)}; expected an object with "
+            + " and ".join(f'"{key}"' for key in keys)
+        )
+    return content
+
+
+def require_list(content, key, where):
+    """`content[key]`, or a DatasetError naming `where` when it is missing or not a list."""
+    if not isinstance(content.get(key), list):
+        found = "missing" if key not in content else json_kind(content[key])
+        raise DatasetError(f'{where}: "{key}" is {found}; expected a list')
+    return content[key]
+
+
+def entry_name(kind, index, entry, id_key):
+    """Names an entry for error messages: 'annotation #3 (id 17)'."""
+    if isinstance(entry, dict) and id_key in entry:
+        return f"{kind} #{index} ({id_key} {entry[id_key]!r})"
+    return f"{kind} #{index}"
+
+
+def json_kind(value):
+    """'a list', 'an int', 'null': how a JSON value reads in an error message."""
+    if value is None:
+        return "null"
+    name = type(value).__name__
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_images(image_list, root, where):
+    """Returns {image_id: absolute path} in file order, checking ids and paths."""
+    resolved_root = root.resolve()
+    paths_by_id = {}
+    index_by_id = {}
+    for index, image in enumerate(image_list):
+        entry = entry_name("image", index, image, "id")
+        if not isinstance(image, dict):
+            raise DatasetError(f"{where}: {entry} is {json_kind(image)}; expected an object")
+        if not is_int(image.get("id")):
+            raise DatasetError(f'{where}: {entry} has no int "id"')
+        file_name = image.get("file_name")
+        if not isinstance(file_name, str) or not file_name:
+            raise DatasetError(f'{where}: {entry} has no str "file_name"')
+        image_id = image["id"]
+        if image_id in paths_by_id:
+            raise DatasetError(
+                f"{where}: {entry} repeats id {image_id} of image #{index_by_id[image_id]}"
+            )
+        # resolve() follows symlinks, so a link pointing outside the folder is caught too.
+        path = (resolved_root / file_name).resolve()
+        if pathlib.PurePath(file_name).is_absolute() or not path.is_relative_to(resolved_root):
+            raise DatasetError(
+                f"{where}: {entry} file_name '{file_name}' escapes the image folder '{root}'"
+            )
+        paths_by_id[image_id] = path
+        index_by_id[image_id] = index
+    return paths_by_id
+
+
+def check_image_files(image_paths, root, where):
+    """Raises one DatasetError listing every missing file, else every undecodable one."""
+    missing = [path for path in image_paths if not os.path.exists(path)]
+    if missing:
+        names = [os.path.relpath(path, root.resolve()) for path in missing]
+        raise DatasetError(
+            f"{where}: {len(missing)} of {len(image_paths)} image files are missing from "
+            f"'{root}': {listing(names)}"
+        )
+    bad = []
+    for path in image_paths:
+        try:
+            check_image_file(path)
+        except ImageError as error:
+            bad.append(str(error))
+    if bad:
+        raise DatasetError(
+            f"{where}: {len(bad)} of {len(image_paths)} image files are bad: {listing(bad)}"
+        )
+
+
+def listing(items):
+    listed = "; ".join(str(item) for item in items[:MAX_LISTED])
+    return listed + ("; ..." if len(items) > MAX_LISTED else "")

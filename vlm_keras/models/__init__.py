@@ -1,1 +1,0 @@
-"""Functional model builders: image encoder and captioners."""

@@ -1,0 +1,175 @@
+"""`TrainingRun`: the part of every `train_*` that does not depend on the task.
+
+A trainer reads as: make a run from its config (checks that can fail before any work, the
+`tf.distribute` strategy, the seed), load its data, build its models under `run.scope()`, cache
+the frozen encoder's features (`run.features`), `run.compile` and `run.fit` the trained model,
+and `run.finish`: evaluate each split, record the seconds, and save the model folder (on the
+chief only, in a multi-worker run).
+"""
+
+import contextlib
+import pathlib
+import tempfile
+import time
+
+import keras
+
+from vlm_keras import __version__
+from vlm_keras.bundle import CHECKPOINT_DIR, check_model_folder
+from vlm_keras.data.formats import coco
+from vlm_keras.data.sources import resolve_data_dir, resolve_vqa_dir
+from vlm_keras.data.text import Tokenizer
+from vlm_keras.distribute import get_strategy, global_batch_size, is_chief
+from vlm_keras.encoders.features import cached_features
+from vlm_keras.encoders.vgg16 import build_image_encoder
+from vlm_keras.fit import resumable_fit
+from vlm_keras.io import log
+from vlm_keras.precision import adam, dtype_policy
+
+
+class TrainingRun:
+    """One training run of any task, from its config to its saved model folder.
+
+    Creating it checks what can fail in a second rather than after training (a bad `out`), then
+    creates the strategy (MultiWorkerMirroredStrategy must exist before TensorFlow runs any op)
+    and seeds everything.
+
+    Args:
+        config: a `RunConfig` subclass (`CaptionerConfig`, `VQAConfig`, `RetrievalConfig`).
+    """
+
+    def __init__(self, config):
+        if config.out:
+            check_model_folder(config.out)
+        self.config = config
+        self.started = time.perf_counter()
+        self.strategy = get_strategy(config.strategy)
+        keras.utils.set_random_seed(config.seed)
+        self.global_batch = global_batch_size(config.batch_size, self.strategy)
+        self.history, self.train_seconds, self.resumed = {}, 0.0, None
+
+    @property
+    def verbose(self):
+        return self.config.verbose
+
+    @property
+    def replicas(self):
+        return self.strategy.num_replicas_in_sync
+
+    @contextlib.contextmanager
+    def scope(self):
+        """Build models inside: the strategy's scope and the config's precision policy."""
+        with self.strategy.scope(), dtype_policy(self.config.precision):
+            yield
+
+    # -- data and features ---------------------------------------------------------------------
+    def data_dir(self, questions=False):
+        """The dataset folder `config.data` names (written first for "scenes" and TFDS); with
+        `questions`, one that also holds VQA v2 questions (the scenes get theirs written)."""
+        config = self.config
+        resolve = resolve_vqa_dir if questions else resolve_data_dir
+        return resolve(config.data, num_images=config.num_images, seed=config.seed, data_root=config.data_root,
+                       verbose=bool(self.verbose))
+
+    def caption_data(self):
+        """A captions dataset: (data_dir, its splits, the train split, the val split or None, the
+        tokenizer built from every training caption)."""
+        data_dir = self.data_dir()
+        train_split = coco.load_caption_split(data_dir, "train")
+        available = coco.list_caption_splits(data_dir)
+        val_split = coco.load_caption_split(data_dir, "val") if "val" in available else None
+        tokenizer = Tokenizer.from_texts([c for refs in train_split.captions for c in refs],
+                                         max_length=self.config.max_length)
+        if self.verbose:
+            log(f"train: {len(train_split)} images, {sum(map(len, train_split.captions))} captions; "
+                f"vocabulary {tokenizer.vocab_size} tokens; captions up to {tokenizer.max_length} words")
+        return data_dir, available, train_split, val_split, tokenizer
+
+    def build_encoder(self, trainable=False):
+        """The config's image encoder (VGG16 at `image_size`, `weights`, `feature_layer`)."""
+        config = self.config
+        with self.scope():
+            return build_image_encoder(config.image_size, weights=config.weights, trainable=trainable,
+                                       feature_layer=config.feature_layer)
+
+    def features(self, encoder, image_paths, what):
+        """The frozen encoder's features of `image_paths`, computed once, as one tensor."""
+        return cached_features(encoder, image_paths, self.config.image_size, verbose=self.verbose, what=what)
+
+    # -- training ------------------------------------------------------------------------------
+    def compile(self, trained, learning_rate=None, **compile_options):
+        """Compiles `trained` with Adam (loss-scaled under mixed_float16) at `learning_rate` (a
+        float or a schedule; default the config's) and the config's `jit_compile`."""
+        if learning_rate is None:
+            learning_rate = self.config.resolved_learning_rate
+        with self.strategy.scope():
+            trained.compile(optimizer=adam(learning_rate, self.config.precision),
+                            jit_compile=self.config.jit_compile, **compile_options)
+
+    def checkpoint_dir(self):
+        """OUT/checkpoints, the configured folder, or a new temporary one; a folder of its own
+        below it for every worker but the chief of a multi-worker run (two writers must never
+        share a file)."""
+        config = self.config
+        folder = config.checkpoint_dir
+        if folder is None:
+            folder = (pathlib.Path(config.out) / CHECKPOINT_DIR if config.out
+                      else pathlib.Path(tempfile.mkdtemp(prefix="vlm_keras_checkpoints_")))
+        folder = pathlib.Path(folder)
+        if not is_chief(self.strategy):
+            folder = folder / f"worker_{self.strategy.cluster_resolver.task_id}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def fit(self, trained, train_batches, val_data, monitor="val_loss", mode="min", sample_fn=None):
+        """`resumable_fit` with the config's settings; returns the per-epoch history.
+
+        Args:
+            trained: the compiled model.
+            train_batches: `f(epoch, skip)` -> that epoch's batches after `skip` steps.
+            val_data: validation batches, or None.
+            monitor, mode: what picks the epoch whose weights are kept.
+            sample_fn: strings logged to TensorBoard after each epoch (with `tensorboard`).
+        """
+        config = self.config
+        self.checkpoint_folder = self.checkpoint_dir()
+        self.history, self.train_seconds, self.resumed = resumable_fit(
+            trained, train_batches, val_data, config.epochs, self.checkpoint_folder, strategy=self.strategy,
+            verbose=self.verbose, backup_every=config.backup_every or None, tensorboard=config.tensorboard,
+            callbacks=config.callbacks, sample_fn=sample_fn, monitor=monitor, mode=mode)
+        return self.history
+
+    # -- the model folder ----------------------------------------------------------------------
+    def model_config(self, model_type, **extra):
+        """What config.json records: the run's options, the architecture and the versions."""
+        return dict(self.config.record(), task=self.config.TASK, model_type=model_type, replicas=self.replicas,
+                    vlm_keras_version=__version__, **extra)
+
+    def finish(self, result, splits, describe, keys=None, metrics=None):
+        """Evaluates, records and saves; returns `result`.
+
+        Args:
+            result: the trained `Captioner`, `VQAModel` or `RetrievalModel`.
+            splits: [(split name, loaded split)] to score with `result.evaluate`.
+            describe: `describe(report)` -> the line logged for each split.
+            keys: {report key: metrics name} of the figures to keep (default: all, as named).
+            metrics: figures to record besides the evaluation's.
+        """
+        result.history, result.checkpoint_dir = self.history, str(self.checkpoint_folder)
+        all_metrics = {"train_seconds": self.train_seconds, "epochs": self.config.epochs,
+                       "resumed_from": self.resumed, **(metrics or {})}
+        for split, data in splits:
+            report = result.evaluate(data, verbose=self.verbose)
+            for name, value in report.items():
+                if keys is None or name in keys:
+                    all_metrics[f"{keys[name] if keys else name}_{split}"] = value
+            if self.verbose:
+                log(f"{split}: {describe(report)}")
+        all_metrics["seconds"] = time.perf_counter() - self.started
+        result.metrics = all_metrics
+        if self.config.out:
+            if is_chief(self.strategy):
+                result.save(self.config.out)
+            elif self.verbose:
+                log(f"worker {self.strategy.cluster_resolver.task_id}: the chief writes '{self.config.out}'")
+        return result

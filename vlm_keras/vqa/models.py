@@ -1,0 +1,226 @@
+"""Visual question answering (document sections 3.2 and 5.2): joint embedding of image and question.
+
+The document's code passes undefined `image` and `question` tensors, concatenates VGG16's 4-D
+feature map with a question vector, and trains a softmax with categorical cross-entropy. Here:
+
+| the document                                   | vlm_keras                                                                 |
+|------------------------------------------------|---------------------------------------------------------------------------|
+| `image`, `question` never defined              | `keras.Input`s: image features (B, h, w, c) and question tokens (B, T)   |
+| Concatenate([(B, h, w, 512) map, (B, 256)])    | the map is pooled to a (B, 256) vector before the concatenation         |
+| `Dense(num_answers, softmax)` + categorical CE | `Dense(num_answers)` float32 logits + sparse CE from logits             |
+
+A head is two functional sub-models, so that training can run the image part once per image
+and share it between that image's questions (`build_grouped_trainer`):
+
+- "image_branch": VGG16 grid -> a few learned convolutions ("region convolutions": the frozen
+  encoder's features are generic, and with the offline random weights they are far from the
+  colours, outlines and positions the questions ask about) -> the pooled image vector
+  (B, units), plus for "attention" the region vectors (B, R, attention_dim), each knowing its
+  position (`CoordinateChannels`, `RegionEmbedding`). The pooling is learned: a 1x1 convolution
+  to a few channels per cell, flattened and projected, so that where things are survives it
+  (a global average of the grid would lose "left of" and "above").
+- "answer_branch": question tokens -> Embedding(vocab, 128) -> LSTM(256), the document's
+  question encoder, then the fusion and the answer classifier.
+
+Three heads, chosen by `model_type`:
+- "concat": the document's network, corrected: [question vector, pooled image vector] ->
+  Dense -> answer logits;
+- "attention": the question also attends over the regions through `ScaledDotProductAttention`
+  (`glimpses` queries made from the question, each a softmax over the regions); the attended
+  vectors join the concatenation;
+- "question_only": no image at all: the blind baseline that shows how much the image matters.
+"""
+
+import math
+
+import keras
+
+from vlm_keras.config import VQA_TYPES
+from vlm_keras.layers import CoordinateChannels, RegionEmbedding, ScaledDotProductAttention
+
+
+def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
+                   units=256, fusion_dim=512, attention_dim=256, glimpses=4, conv_filters=64,
+                   conv_layers=4, region_grid=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
+                   name="vqa_head"):
+    """Image features + question tokens -> answer logits, as a functional model.
+
+    Args:
+        model_type: "concat", "attention" or "question_only".
+        question_vocab_size: question token ids, special tokens included.
+        num_answers: size of the answer vocabulary.
+        feature_shape: one image's encoder grid, e.g. (16, 16, 128) from VGG16's block2_pool at
+            64 px.
+        embed_dim: question word embedding size (the document uses 128).
+        units: question LSTM width and pooled image vector size (the document uses 256).
+        fusion_dim: width of the hidden layer after the fusion.
+        attention_dim: size of region vectors and queries ("attention" only).
+        glimpses: queries the question makes over the regions ("attention" only).
+        conv_filters: channels of the region convolutions (0: none; the grid is used as it is).
+        conv_layers: 3x3 region convolutions, each with batch normalisation and ReLU.
+        region_grid: the region convolutions stride down to at most this many cells a side (a
+            16x16 grid becomes 8x8; a 4x4 grid stays 4x4).
+        cell_channels: channels per region cell that the learned pooling keeps (1x1 convolution)
+            before flattening the grid into the pooled image vector's Dense.
+        image_dropout: dropout on the flattened cells, before that Dense.
+        dropout: dropout after the fusion.
+        name: the model's name.
+
+    Call arguments:
+        image_features: (B, h, w, c) float32 (ignored by "question_only", but always an input so
+            every head has the same signature).
+        question_tokens: (B, T) int32 ids; 0 is padding.
+
+    Returns:
+        A `keras.Model` giving (B, num_answers) float32 logits, made of the sub-models
+        "image_branch" (absent for "question_only") and "answer_branch". Adapt its feature
+        normalisation to training features with `adapt_vqa_head` before training.
+
+    Example:
+    ```python
+    head = build_vqa_head("attention", question_vocab_size=40, num_answers=20,
+                          feature_shape=(16, 16, 128))
+    head.output_shape   # (None, 20)
+    ```
+    """
+    if model_type not in VQA_TYPES:
+        raise ValueError(f"unknown VQA model type {model_type!r}; expected one of {', '.join(VQA_TYPES)}")
+    image_features = keras.Input(tuple(feature_shape), name="image_features")     # (B, h, w, c)
+    question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")  # (B, T)
+    if model_type == "question_only":
+        answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, None, embed_dim,
+                                       units, fusion_dim, attention_dim, glimpses, dropout)
+        return keras.Model([image_features, question_tokens], answer_branch([question_tokens]), name=name)
+    image_branch = _image_branch(model_type, feature_shape, units, attention_dim, conv_filters,
+                                 conv_layers, region_grid, cell_channels, image_dropout)
+    answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
+                                   embed_dim, units, fusion_dim, attention_dim, glimpses, dropout)
+    image_outputs = image_branch(image_features)
+    image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
+    logits = answer_branch([question_tokens, *image_outputs])
+    return keras.Model([image_features, question_tokens], logits, name=name)
+
+
+def _image_branch(model_type, feature_shape, units, attention_dim, conv_filters, conv_layers, region_grid,
+                  cell_channels, image_dropout):
+    """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)]."""
+    image_features = keras.Input(tuple(feature_shape), name="image_features")
+    grid = keras.layers.Normalization(axis=-1, name="feature_normalization")(image_features)
+    # One stride-2 convolution per halving needed to bring the grid down to region_grid cells.
+    halvings = max(0, math.ceil(math.log2(max(feature_shape[0], feature_shape[1]) / region_grid)))
+    for i in range(conv_layers if conv_filters else 0):
+        stride = 2 if 1 <= i <= halvings else 1          # the first layer reads the full grid
+        grid = keras.layers.Conv2D(conv_filters, 3, strides=stride, padding="same", use_bias=False,
+                                   name=f"region_conv_{i}")(grid)
+        # synchronized: under tf.distribute the statistics are those of the global batch
+        grid = keras.layers.BatchNormalization(synchronized=True, name=f"region_norm_{i}")(grid)
+        grid = keras.layers.ReLU(name=f"region_relu_{i}")(grid)                  # (B, h', w', F)
+    cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
+    pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
+    if image_dropout:
+        pooled = keras.layers.Dropout(image_dropout, name="pooled_dropout")(pooled)
+    image_vector = keras.layers.Dense(units, activation="relu", name="image_projection")(pooled)
+    outputs = [image_vector]
+    if model_type == "attention":
+        located = CoordinateChannels(name="region_coordinates")(grid)          # (B, h', w', F + 2)
+        outputs.append(RegionEmbedding(attention_dim, name="regions")(located))   # (B, R, A)
+    return keras.Model(image_features, outputs, name="image_branch")
+
+
+def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, embed_dim, units,
+                   fusion_dim, attention_dim, glimpses, dropout):
+    """[question tokens (B, T), image vector (B, U), regions (B, R, A)] -> answer logits (B, answers)."""
+    question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")
+    inputs = [question_tokens]
+    words = keras.layers.Embedding(question_vocab_size, embed_dim, mask_zero=True,
+                                   name="question_embedding")(question_tokens)    # (B, T, E)
+    question = keras.layers.LSTM(units, name="question_lstm")(words)              # (B, U)
+    parts = [question]
+    if image_branch is not None:
+        image_vector = keras.Input(image_branch.output_shape[0][1:] if model_type == "attention"
+                                   else image_branch.output_shape[1:], name="image_vector")
+        inputs.append(image_vector)
+        parts.append(image_vector)
+    if model_type == "attention":
+        regions = keras.Input(image_branch.output_shape[1][1:], name="regions")    # (B, R, A)
+        inputs.append(regions)
+        queries = keras.layers.Dense(attention_dim * glimpses, name="attention_queries")(question)
+        queries = keras.layers.Reshape((glimpses, attention_dim), name="glimpse_queries")(queries)  # (B, G, A)
+        attended, _ = ScaledDotProductAttention(name="question_attention")(
+            queries, regions, regions, return_attention_scores=True)               # (B, G, A), (B, G, R)
+        parts.append(keras.layers.Flatten(name="glimpses")(attended))             # (B, G A)
+    fused = keras.layers.Concatenate(name="fusion")(parts) if len(parts) > 1 else parts[0]
+    x = keras.layers.Dense(fusion_dim, activation="relu", name="fused_hidden")(fused)
+    x = keras.layers.Dropout(dropout, name="fusion_dropout")(x)
+    logits = keras.layers.Dense(num_answers, dtype="float32", name="answer_logits")(x)  # (B, answers)
+    return keras.Model(inputs, logits, name="answer_branch")
+
+
+def _has_layer(model, name):
+    return name in [layer.name for layer in model.layers]
+
+
+def adapt_vqa_head(head, features):
+    """Sets the head's feature normalisation to the statistics of training features (M, h, w, c)."""
+    if _has_layer(head, "image_branch"):
+        head.get_layer("image_branch").get_layer("feature_normalization").adapt(features)
+
+
+def build_grouped_trainer(head, questions_per_image, question_length):
+    """The head as trained: each image's questions share one pass through its image branch.
+
+    A VQA dataset asks several questions about each image (6 on the scenes, 5.4 on average in
+    VQA v2). Feeding (image, question) pairs would run the region convolutions once per
+    question; this model takes a batch of images and all their questions, runs the image branch
+    once per image and repeats its outputs for the questions. It shares every weight with
+    `head`, so training it trains the head.
+
+    Args:
+        head: a model from `build_vqa_head`.
+        questions_per_image: Q, the question slots per image (pad with empty questions).
+        question_length: T, the token length of every question.
+
+    Call arguments:
+        image_features: (G, h, w, c).
+        question_tokens: (G, Q, T) int32.
+
+    Returns:
+        A `keras.Model` giving (G * Q, num_answers) logits, image-major (image g's questions are
+        rows g * Q .. g * Q + Q - 1).
+    """
+    image_features = keras.Input(head.input_shape[0][1:], name="image_features")
+    question_tokens = keras.Input((questions_per_image, question_length), dtype="int32", name="question_tokens")
+    flat_tokens = keras.ops.reshape(question_tokens, (-1, question_length))      # (G Q, T)
+    answer_branch = head.get_layer("answer_branch")
+    inputs = [flat_tokens]
+    if _has_layer(head, "image_branch"):
+        image_outputs = head.get_layer("image_branch")(image_features)
+        image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
+        inputs += [keras.ops.repeat(x, questions_per_image, axis=0) for x in image_outputs]  # (G Q, ...)
+    return keras.Model([image_features, question_tokens], answer_branch(inputs), name=f"{head.name}_grouped")
+
+
+def build_vqa_model(encoder, head, name="vqa"):
+    """The end-to-end model: image + question tokens -> answer logits."""
+    image = keras.Input(encoder.input_shape[1:], name="image")
+    question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")
+    logits = head([encoder(image), question_tokens])
+    return keras.Model([image, question_tokens], logits, name=name)
+
+
+def question_attention_model(head):
+    """(B, h', w') weights over the region grid, averaged over the glimpses (each sums to 1, so
+    the average does too); ValueError for heads without attention."""
+    answer_branch = head.get_layer("answer_branch")
+    if not _has_layer(head, "image_branch") or not _has_layer(answer_branch, "question_attention"):
+        raise ValueError(f"VQA head '{head.name}' has no attention over image regions; "
+                         "train model_type='attention'")
+    weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
+    branch_weights = keras.Model(answer_branch.inputs, keras.ops.mean(weights, axis=1))   # (B, R)
+    image_branch = head.get_layer("image_branch")
+    grid_shape = image_branch.get_layer("region_coordinates").output.shape[1:3]         # (h', w')
+    image_features, question_tokens = head.inputs
+    image_outputs = image_branch(image_features)
+    weights = keras.layers.Reshape(tuple(grid_shape), name="attention_grid")(
+        branch_weights([question_tokens, *image_outputs]))
+    return keras.Model(head.inputs, weights, name=f"{head.name}_attention")

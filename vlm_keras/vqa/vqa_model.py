@@ -1,0 +1,148 @@
+"""`VQAModel`: a trained visual question answering model with its vocabularies.
+
+It answers questions about images, evaluates with the official VQA accuracy, saves to / loads
+from a model folder (`vlm_keras.bundle`) and exports a SavedModel. `train_vqa()` returns one.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from vlm_keras.bundle import ModelBundle
+from vlm_keras.data.formats.vqa import VQASplit, load_vqa_split, write_vqa_results
+from vlm_keras.data.sources import resolve_vqa_dir
+from vlm_keras.data.text import Tokenizer
+from vlm_keras.encoders.features import extract_features
+from vlm_keras.metrics import normalize_answer, vqa_accuracy_report
+from vlm_keras.vqa.export import export_vqa
+from vlm_keras.vqa.models import question_attention_model
+
+
+def build_answer_vocabulary(answers_per_question, top_k=1000):
+    """The `top_k` most frequent answers after the official normalisation.
+
+    Args:
+        answers_per_question: for each training question, its human answers (usually 10).
+        top_k: vocabulary size; rarer answers are left out (questions whose answer is left out are
+            not used for training).
+
+    Returns:
+        The answers, most frequent first (ties alphabetical).
+    """
+    counts = {}
+    for answers in answers_per_question:
+        for answer in answers:
+            key = normalize_answer(answer)
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+    if not counts:
+        raise ValueError("cannot build an answer vocabulary: no non-empty answers")
+    return sorted(counts, key=lambda a: (-counts[a], a))[:top_k]
+
+
+class VQAModel(ModelBundle):
+    """A trained VQA model.
+
+    Args:
+        model: the end-to-end Keras model with sub-models "image_encoder" and "vqa_head".
+        question_tokenizer: the `Tokenizer` for questions.
+        answers: the answer vocabulary (class i is answers[i]).
+        config, history, metrics, checkpoint_dir: as `ModelBundle`.
+    """
+
+    TASK = "vqa"
+
+    def __init__(self, model, question_tokenizer, answers, config, history=None, metrics=None,
+                 checkpoint_dir=None):
+        super().__init__(model, config, history, metrics, checkpoint_dir)
+        self.question_tokenizer = question_tokenizer
+        self.answers = list(answers)
+        self._attention_model = None
+
+    @property
+    def head(self):
+        return self.model.get_layer("vqa_head")
+
+    def encode_questions(self, questions):
+        """Question strings (N,) -> (N, max_length + 2) int32 token ids."""
+        questions = list(questions)
+        for i, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                raise ValueError(f"question #{i} is {q!r}; expected a non-empty string")
+        return self.question_tokenizer.encode(tf.constant(questions, tf.string)).numpy()
+
+    def answer_probabilities(self, features, questions, image_index=None, batch_size=256):
+        """Encoder features (M, h, w, c) + N questions -> (N, num_answers) probabilities.
+
+        `image_index[i]` says which feature row question i is about (default: row i).
+        """
+        tokens = self.encode_questions(questions)
+        if image_index is None:
+            image_index = np.arange(len(tokens))
+        probs = []
+        for start in range(0, len(tokens), batch_size):
+            idx = image_index[start:start + batch_size]
+            logits = self.head([tf.constant(features[idx]), tf.constant(tokens[start:start + batch_size])],
+                               training=False)
+            probs.append(tf.nn.softmax(logits).numpy())
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.answers)), np.float32)
+
+    def answer(self, images, questions, top_k=1):
+        """Answers one question per image (images: paths, bytes or preprocessed arrays).
+
+        Returns one dict per question: {"answer", "probability", "top_k": [[answer, p], ...]}.
+        """
+        images, questions = list(images) if not isinstance(images, np.ndarray) else images, list(questions)
+        if len(images) != len(questions):
+            raise ValueError(f"{len(images)} images but {len(questions)} questions; expected one question per image")
+        probs = self.answer_probabilities(self.encode_images(images), questions)
+        results = []
+        for row in probs:
+            order = np.argsort(-row)[:top_k]
+            results.append({"answer": self.answers[order[0]], "probability": float(row[order[0]]),
+                            "top_k": [[self.answers[i], float(row[i])] for i in order]})
+        return results
+
+    def attention(self, images, questions):
+        """Where the question looked: (N, h, w) weights over the region grid, averaged over the
+        glimpses, each map summing to 1.
+
+        Raises ValueError for heads without attention ("concat", "question_only")."""
+        if self._attention_model is None:
+            self._attention_model = question_attention_model(self.head)
+        features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
+        return self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
+
+    def evaluate(self, data="shapes", split="test", predictions=None, verbose=1, **data_kwargs):
+        """The official VQA accuracy on a split: overall, per question type and per answer type.
+
+        Args:
+            data: "shapes", a folder in the VQA v2 layout, or a loaded `VQASplit`.
+            split: the split's name.
+            predictions: optional path for the answers in the VQA results format.
+        """
+        if isinstance(data, VQASplit):
+            vqa_split = data
+        else:
+            vqa_split = load_vqa_split(resolve_vqa_dir(data, verbose=bool(verbose), **data_kwargs), split)
+        unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
+        features = extract_features(self.encoder, list(unique_paths), self.image_size,
+                                             verbose=verbose, what=f"{vqa_split.name} images")
+        probs = self.answer_probabilities(features, vqa_split.questions, image_index)
+        answers = [self.answers[i] for i in np.argmax(probs, axis=1)]
+        report = vqa_accuracy_report(dict(zip(vqa_split.question_ids, answers)), vqa_split.annotations)
+        if predictions:
+            write_vqa_results(predictions, vqa_split.question_ids, answers)
+        return report
+
+    def _vocabularies(self):
+        return {"question_tokenizer": self.question_tokenizer.get_config(), "answers": self.answers}
+
+    @classmethod
+    def _from_folder(cls, model, config, history, metrics):
+        tokenizer = Tokenizer.from_config(config.pop("question_tokenizer"))
+        answers = config.pop("answers")
+        return cls(model, tokenizer, answers, config, history=history, metrics=metrics)
+
+    def export(self, path, overwrite=True):
+        """Exports a SavedModel: (image bytes, question) -> answer. See `export_vqa`."""
+        return export_vqa(self, path, overwrite=overwrite)
