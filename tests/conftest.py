@@ -44,3 +44,22 @@ def tiny_retrieval(shapes_dir, tmp_path_factory):
     result = train_retrieval(data=str(shapes_dir), epochs=2, batch_size=32, seed=0, verbose=0, out=out,
                              embed_dim=16, hidden_dim=32, attention_dim=16, word_dim=8, units=16)
     return result, out
+
+
+@pytest.fixture(scope="session")
+def vqa_dir(shapes_dir):
+    """`shapes_dir` with its VQA v2 questions."""
+    from vlm_keras.data.scenes.dataset import write_vqa_dataset
+
+    return write_vqa_dataset(shapes_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_vqa(vqa_dir, tmp_path_factory):
+    """A small attention VQA model trained for two epochs through train_vqa(out=...): (result, folder)."""
+    from vlm_keras import train_vqa
+
+    out = tmp_path_factory.mktemp("vqa") / "model"
+    result = train_vqa(data=str(vqa_dir), model="attention", epochs=2, batch_size=32, seed=0, verbose=0,
+                       out=out, embed_dim=8, units=16, fusion_dim=32, attention_dim=16)
+    return result, out

@@ -72,6 +72,58 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_matches(shapes_dir,
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
 
 
+EVALUATION = """
+    import json, os, signal, sys
+    from vlm_keras import train_captioner
+    from vlm_keras.captioning import Captioner
+
+    if sys.argv[2] == "kill":  # SIGKILL once training is over, while the test split is evaluated
+        Captioner.evaluate = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+    r = train_captioner(data=DATA, epochs=2, image_size=32, units=16, embed_dim=8, num_layers=1, batch_size=16,
+                        seed=5, verbose=0, eval_splits=("test",), out=sys.argv[1])
+    print(json.dumps({"bleu4": r.metrics["bleu4_test"], "val_loss": r.history["val_loss"],
+                      "resumed_from": r.metrics["resumed_from"], "train_seconds": r.metrics["train_seconds"]}))
+"""
+
+
+def test_a_run_killed_after_training_keeps_its_model_and_resumes_without_training_again(shapes_dir, tmp_path):
+    from vlm_keras import load_model, train_captioner
+    from vlm_keras.errors import ResumeError
+
+    script = textwrap.dedent(EVALUATION).replace("DATA", repr(str(shapes_dir)))
+    out = tmp_path / "m"
+    killed = subprocess.run([sys.executable, "-c", script, str(out), "kill"], capture_output=True, text=True,
+                            timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    # Nothing is lost: the model folder is complete (it loads, its manifest checks out) and the
+    # backup that finished training is still there.
+    saved = load_model(out)
+    assert len(saved.history["val_loss"]) == 2 and "bleu4_test" not in saved.metrics
+    state = json.loads((out / "checkpoints" / "backup" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (2, 0)
+    rows = list(csv.DictReader(open(out / "checkpoints" / "training.csv")))
+
+    # Other settings would train another model: refused, with the way out.
+    with pytest.raises(ResumeError, match=r"epochs 2 there, 3 now.* run that command again to finish it, or "
+                                          r"delete '.*backup'"):
+        train_captioner(data=str(shapes_dir), epochs=3, image_size=32, units=16, embed_dim=8, num_layers=1,
+                        batch_size=16, seed=5, verbose=0, eval_splits=("test",), out=out)
+
+    # The same command again evaluates the trained model: no epoch is trained twice.
+    resumed = subprocess.run([sys.executable, "-c", script, str(out), "run"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert got["resumed_from"] == {"epoch": 2, "step": 0}
+    assert got["val_loss"] == saved.history["val_loss"] and got["train_seconds"] > 0
+    assert list(csv.DictReader(open(out / "checkpoints" / "training.csv"))) == rows
+    assert not (out / "checkpoints" / "backup").exists()
+    final = load_model(out)
+    assert final.metrics["bleu4_test"] == pytest.approx(got["bleu4"])
+    images = saved.encode_images(np.zeros((2, 32, 32, 3), np.float32))
+    assert final.caption_features(images) == saved.caption_features(images)
+
+
 def test_backup_state_always_names_a_complete_weights_file(tmp_path):
     import keras
 

@@ -50,3 +50,32 @@ def test_replace_directory_swaps_a_whole_folder_or_nothing(tmp_path):
     replace_directory(target, lambda folder: (folder / "model.pb").write_text("new"))
     assert (target / "model.pb").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_check_output_file(tmp_path):
+    from vlm_keras.errors import OutputPathError
+    from vlm_keras.io import check_output_file
+
+    source = tmp_path / "captions_test.json"
+    source.write_text("{}")
+    with pytest.raises(OutputPathError, match=r"captions_test\.json', which this run reads"):
+        check_output_file(tmp_path / "." / "captions_test.json", [source], "--predictions")
+    with pytest.raises(OutputPathError, match="is a folder"):
+        check_output_file(tmp_path, [source])
+    assert check_output_file(tmp_path / "new" / "p.json", [source]) == tmp_path / "new" / "p.json"
+    with pytest.raises(OutputPathError, match=r"captions_test\.json' is a file, not a folder"):
+        check_output_file(source / "p.json")
+
+
+def test_ensure_free_space(tmp_path, monkeypatch):
+    import shutil
+
+    from vlm_keras.errors import DiskSpaceError
+    from vlm_keras.io import ensure_free_space
+
+    ensure_free_space(tmp_path / "not" / "yet", 1000, "a file")  # the nearest existing folder is asked
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: type(usage)(usage.total, usage.total, 2_000_000))
+    with pytest.raises(DiskSpaceError, match=r"to write a backup: about 6\.2 MB needed, 2\.0 MB free"):
+        ensure_free_space(tmp_path, 2_000_000, "a backup")
+    assert isinstance(DiskSpaceError("x"), OSError)

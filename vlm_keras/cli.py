@@ -1,27 +1,49 @@
 """The `vlm-keras` command.
 
-Every command reports bad input (a missing file, a corrupt image, a folder with no model) as one
-line on stderr, `vlm-keras: error: ...`, with exit code 2, never a traceback. Progress goes to
-stderr; results (JSON, captions) go to stdout. The `train` options are generated from the task
-configs (`vlm_keras.config`), so they and the Python API share their defaults.
+Every expected failure (bad input: a missing file, a corrupt image, a folder with no model or the
+model of another task; or a bad environment: a full disk, no permission) is one line on stderr,
+`vlm-keras: error: ...`, with exit code 2; `--debug` adds its traceback. Only a genuine bug
+prints a traceback by itself. Progress goes to stderr; results (JSON, captions) go to stdout. The
+`train` options are generated from the task configs (`vlm_keras.config`), so they and the Python
+API share their defaults.
 """
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import pathlib
 import sys
+import traceback
+import zipfile
 
 # Before TensorFlow is imported: fewer C++ info lines on stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from vlm_keras.config import (RunConfig, TASK_CONFIGS, add_arguments,  # noqa: E402  (no TensorFlow import)
                               from_arguments)
+from vlm_keras.errors import VlmKerasError  # noqa: E402
 from vlm_keras.io import log  # noqa: E402
 
 TRAIN_HELP = {"captioner": "image captioning: VGG16 + an LSTM, attention or Transformer decoder",
               "vqa": "visual question answering", "retrieval": "image-text retrieval: a contrastive dual encoder"}
+
+
+class UsageError(VlmKerasError, ValueError):
+    """A command line argparse rejects: reported as one line like every other error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
 
 
 def _add_evaluation_options(parser):
@@ -34,8 +56,9 @@ def _add_evaluation_options(parser):
 def build_parser():
     from vlm_keras.demo import add_demo_arguments
 
-    parser = argparse.ArgumentParser(prog="vlm-keras", description="Vision-language models in Keras 3.")
+    parser = _Parser(prog="vlm-keras", description="Vision-language models in Keras 3.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     add_demo_arguments(commands.add_parser("demo", help="scenes dataset -> train -> evaluate -> export -> use"))
@@ -57,7 +80,7 @@ def build_parser():
     ecap = eval_kinds.add_parser("captioner", help="BLEU-1..4 over all references")
     _add_evaluation_options(ecap)
     ecap.add_argument("--predictions", help="write captions here in the COCO results format")
-    ecap.add_argument("--beam-size", type=int, default=1, help="1: greedy; k > 1: beam search")
+    ecap.add_argument("--beam-size", type=_positive_int, default=1, help="1: greedy; k > 1: beam search")
     evqa = eval_kinds.add_parser("vqa", help="official VQA accuracy, overall and per type")
     _add_evaluation_options(evqa)
     evqa.add_argument("--predictions", help="write answers here in the VQA results format")
@@ -69,25 +92,25 @@ def build_parser():
     index.add_argument("--model", required=True, help="retrieval model folder or exported SavedModel")
     index.add_argument("images_dir", metavar="IMAGES_DIR")
     index.add_argument("--out", required=True, metavar="INDEX", help="index file to write (.npz)")
-    index.add_argument("--batch-size", type=int, default=32)
+    index.add_argument("--batch-size", type=_positive_int, default=32)
 
     search = commands.add_parser("search", help="rank an index's images by a text query")
     search.add_argument("--index", required=True, help="index file written by `vlm-keras index`")
     search.add_argument("query", metavar="QUERY")
-    search.add_argument("-k", "--top-k", type=int, default=5, help="how many results")
+    search.add_argument("-k", "--top-k", type=_positive_int, default=5, help="how many results")
     search.add_argument("--model", help="the model to embed the query with (default: the index's)")
 
     ask = commands.add_parser("ask", help="answer a question about an image")
     ask.add_argument("--model", required=True, help="VQA model folder or exported SavedModel")
     ask.add_argument("image", metavar="IMAGE")
     ask.add_argument("question", metavar="QUESTION")
-    ask.add_argument("--top-k", type=int, default=3)
+    ask.add_argument("--top-k", type=_positive_int, default=3, help="how many answers to list (default 3)")
     ask.add_argument("--attention-map", metavar="PNG", help="draw where the question looked (attention model folders)")
 
     caption = commands.add_parser("caption", help="caption image files")
     caption.add_argument("--model", required=True, help="model folder or exported SavedModel")
     caption.add_argument("images", nargs="+", metavar="IMAGE")
-    caption.add_argument("--beam-size", type=int, default=1, help="1: greedy; k > 1: beam search")
+    caption.add_argument("--beam-size", type=_positive_int, default=1, help="1: greedy; k > 1: beam search")
     caption.add_argument("--attention-map", metavar="PNG",
                          help="draw the regions each word attended to (attention/transformer model "
                               "folders); with several images, PNG gets -1, -2, ... before its suffix")
@@ -98,18 +121,24 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.version:
-        from vlm_keras import __version__
+def main(argv=None, hard_exit=False):
+    """Runs the command; returns its exit code (0, 2 for an expected failure, 130 on Ctrl-C).
 
-        print(__version__)
-        return 0
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
+    `hard_exit` (the console script) leaves at once after a full-disk error: h5py crashes the
+    interpreter's shutdown after one (a segfault), which would hide the message's exit code."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    args = argparse.Namespace(debug="--debug" in argv)
     try:
+        args = parser.parse_args(argv)
+        if args.version:
+            from vlm_keras import __version__
+
+            print(__version__)
+            return 0
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
         # Keras writes progress bars to stdout; keep stdout for results (JSON, captions).
         with contextlib.redirect_stdout(sys.stderr):
             lines = COMMANDS[args.command](args)
@@ -119,12 +148,39 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("vlm-keras: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as err:
-        # Our own errors (DatasetError, ImageError, ModelFolderError, ...) are ValueErrors that
-        # already name the file at fault; one line, no traceback.
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"vlm-keras: error: {message}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001  (sorted below: expected failures and bugs)
+        if not expected_failure(err):
+            raise  # a bug: its traceback is what is needed
+        if args.debug:
+            traceback.print_exc()
+        print(f"vlm-keras: error: {one_line(err)}", file=sys.stderr, flush=True)
+        if hard_exit and isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            sys.stdout.flush()
+            os._exit(2)
         return 2
+
+
+def run():
+    """The console script `vlm-keras`."""
+    sys.exit(main(hard_exit=True))
+
+
+def expected_failure(error):
+    """True for errors that describe bad input or a bad environment, not a bug of vlm_keras: its
+    own errors, ValueErrors (what our checks raise), OS errors (missing files, permissions, a
+    full disk), damaged archives and TensorFlow's op errors (e.g. out of memory or disk)."""
+    if isinstance(error, (VlmKerasError, ValueError, OSError, zipfile.BadZipFile)):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
+def one_line(error):
+    """The error's message on one line, at most 600 characters, with its type when it is not ours."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, VlmKerasError) and type(error).__name__ not in message:
+        message = f"{message} ({type(error).__name__})"
+    return message if len(message) <= 600 else message[:597] + "..."
 
 
 def _data_options(args):
@@ -165,8 +221,6 @@ def cmd_evaluate(args):
 def cmd_index(args):
     from vlm_keras.retrieval.index import index_folder
 
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     summary = index_folder(args.model, args.images_dir, args.out, batch_size=args.batch_size)
     for skipped in summary["skipped"]:
         log(f"skipped {skipped['path']}: {skipped['error']}")
@@ -192,9 +246,7 @@ def cmd_ask(args):
             raise ValueError(f"--attention-map needs a model folder; '{args.model}' is an exported SavedModel")
         import tensorflow as tf
 
-        from vlm_keras.export import load_saved_model
-
-        _, serve, _ = load_saved_model(args.model)
+        _, serve = _open_export(args.model, "vqa", "ask")
         out = serve(images=tf.constant([encoded]), questions=tf.constant([args.question]))
         top = [[a.decode("utf-8"), float(p)] for a, p in
                zip(out["top_k_answers"].numpy()[0], out["top_k_probabilities"].numpy()[0])][:args.top_k]
@@ -218,8 +270,6 @@ def cmd_caption(args):
     from vlm_keras.data.images import read_image_bytes
     from vlm_keras.export import is_saved_model
 
-    if args.beam_size < 1:
-        raise ValueError(f"--beam-size must be >= 1, got {args.beam_size}")
     encoded = [read_image_bytes(p) for p in args.images]  # names the first bad file, if any
     if is_saved_model(args.model):
         if args.attention_map:
@@ -227,9 +277,7 @@ def cmd_caption(args):
                              "SavedModel (use the folder that `train` wrote)")
         import tensorflow as tf
 
-        from vlm_keras.export import load_saved_model
-
-        loaded, serve, _ = load_saved_model(args.model)
+        loaded, serve = _open_export(args.model, "captioning", "caption")
         images = tf.constant(encoded)
         if args.beam_size > 1:
             out = loaded.signatures["beam_search"](images=images, beam_size=tf.constant(args.beam_size))
@@ -254,6 +302,18 @@ def cmd_caption(args):
         else:
             captions = captioner.caption(encoded, beam_size=args.beam_size)
     return [f"{path}\t{text}" for path, text in zip(args.images, captions)]
+
+
+def _open_export(path, task, command):
+    """An exported SavedModel of `task`: (the loaded object, its serving signature); ExportError
+    naming the export's own task otherwise."""
+    from vlm_keras.export import ExportError, load_saved_model
+
+    loaded, serve, info = load_saved_model(path)
+    if info.get("task") != task:
+        raise ExportError(f"'{path}' is a SavedModel of a {info.get('task', 'unknown')} model; "
+                          f"`vlm-keras {command}` needs a {task} model")
+    return loaded, serve
 
 
 def cmd_export(args):

@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 
+from vlm_keras.errors import VlmKerasError
+
 # TensorFlow is imported inside the functions: the CLI reads STRATEGIES without paying for it.
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -172,8 +174,12 @@ PATCHED_KERAS_FUNCTIONS = ("keras.src.backend.tensorflow.trainer.reduce_per_repl
                            "keras.Model._maybe_symbolic_build")
 
 
+class KerasVersionError(VlmKerasError, RuntimeError):
+    """This Keras changed a private function the multi-worker workaround replaces."""
+
+
 def check_keras_internals():
-    """Raises RuntimeError naming the private Keras function the multi-worker workaround needs
+    """Raises KerasVersionError (a RuntimeError) naming the private Keras function the multi-worker workaround needs
     and this Keras lacks (or whose signature changed)."""
     import inspect
 
@@ -182,7 +188,7 @@ def check_keras_internals():
     try:
         from keras.src.backend.tensorflow import trainer as keras_tf_trainer
     except ImportError as error:
-        raise RuntimeError(f"Keras {keras.__version__} has no keras.src.backend.tensorflow.trainer ({error}); "
+        raise KerasVersionError(f"Keras {keras.__version__} has no keras.src.backend.tensorflow.trainer ({error}); "
                            "vlm_keras.distribute.fit_context (keras-team/keras#20585) needs updating") from None
     checks = {PATCHED_KERAS_FUNCTIONS[0]: (getattr(keras_tf_trainer, "reduce_per_replica", None),
                                            ["values", "strategy", "reduction"]),
@@ -190,7 +196,7 @@ def check_keras_internals():
                                            ["self", "iterator", "data_batch"])}
     for name, (function, parameters) in checks.items():
         if function is None or list(inspect.signature(function).parameters) != parameters:
-            raise RuntimeError(f"Keras {keras.__version__} changed the private function {name} "
+            raise KerasVersionError(f"Keras {keras.__version__} changed the private function {name} "
                                f"(expected parameters {parameters}); vlm_keras.distribute.fit_context, the "
                                "workaround for keras-team/keras#20585, needs updating")
     return keras_tf_trainer

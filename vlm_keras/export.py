@@ -15,13 +15,15 @@ import pathlib
 import keras
 import tensorflow as tf
 
-from vlm_keras.io import replace_directory, write_json
+from vlm_keras.errors import VlmKerasError
+from vlm_keras.fit import weights_bytes
+from vlm_keras.io import ensure_free_space, replace_directory, write_json
 
 SAVED_MODEL_FILE = "saved_model.pb"
 EXPORT_INFO_FILE = "vlm_keras.json"
 
 
-class ExportError(ValueError):
+class ExportError(VlmKerasError, ValueError):
     """The export target is unsafe to write, or a folder is not a SavedModel."""
 
 
@@ -44,6 +46,7 @@ def write_export(path, model, endpoints, info, overwrite=True, track=()):
     """
     path = pathlib.Path(path)
     check_target(path, overwrite)
+    ensure_free_space(path.parent, weights_bytes(model.weights), f"the export '{path}'")
     archive = keras.export.ExportArchive()
     archive.track(model)
     for resource in track:

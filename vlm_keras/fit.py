@@ -4,8 +4,10 @@ A run writes, under its checkpoint folder:
 - `latest.weights.h5` and `best.weights.h5` after every epoch (best: the epoch with the best
   monitored value; by default the lowest validation loss);
 - `backup/`: the weights, optimizer state, dropout RNG state, epoch and step, every
-  `backup_every` steps and at every epoch end. Run the same command again after a crash (even
-  SIGKILL) and training resumes from there; the finished run deletes it;
+  `backup_every` steps and at every epoch end, with the run's settings and the seconds trained
+  so far. Run the same command again after a crash (even SIGKILL) and training resumes from
+  there; a command with other settings is refused (`ResumeError`). The backup outlives the
+  training: `TrainingRun` deletes it (`discard_backup`) only once the model folder is written;
 - `training.csv`: one row per epoch (always), and with `tensorboard=True` a `tensorboard/` folder.
 
 Every file is written to a temporary sibling and renamed into place (`os.replace` is atomic), so
@@ -24,15 +26,24 @@ import keras
 import numpy as np
 
 from vlm_keras.distribute import fit_context
-from vlm_keras.io import atomic_write, log, read_json, write_json
+from vlm_keras.errors import ResumeError
+from vlm_keras.io import atomic_write, ensure_free_space, log, read_json, write_json
 
 BACKUP_DIR = "backup"
 CSV_LOG = "training.csv"
 
 
 def atomic_save_weights(model, path):
-    """`model.save_weights(path)` through a temporary file and an atomic rename."""
+    """`model.save_weights(path)` through a temporary file and an atomic rename, after checking
+    that the disk can take it."""
+    path = pathlib.Path(path)
+    ensure_free_space(path.parent, weights_bytes(model.weights), f"'{path.name}'")
     return atomic_write(path, model.save_weights, suffix=".weights.h5")
+
+
+def weights_bytes(variables):
+    """The bytes `variables` take in a weights file (their values; the file adds a little)."""
+    return int(sum(np.prod(v.shape, dtype=np.int64) * np.dtype(v.dtype).itemsize for v in variables))
 
 
 def _seed_states(model):
@@ -45,16 +56,24 @@ class TrainingBackup(keras.callbacks.Callback):
 
     The weights file is written first under a new name, then `state.json` (pointing at it) is
     replaced atomically: whatever instant the process dies, `state.json` names a complete file.
+
+    Args:
+        backup_dir: the folder.
+        every: steps between mid-epoch backups (None: epoch ends only).
+        settings: a JSON dict of the run's settings; `restore` refuses a backup written with others.
     """
 
-    def __init__(self, backup_dir, every=None):
+    def __init__(self, backup_dir, every=None, settings=None):
         super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
         self.every = every
+        self.settings = settings
         self.epoch = 0
         self.first_step = 0  # steps of the current epoch that were taken before this fit()
         self.history = {}
         self.best = None
+        self.seconds_before = 0.0  # training seconds of the processes before this one
+        self.started = time.perf_counter()
         self._serial = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -74,20 +93,36 @@ class TrainingBackup(keras.callbacks.Callback):
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         self._serial += 1
         weights_name = f"weights-{epoch}-{step}-{os.getpid()}-{self._serial}.weights.h5"
+        variables = list(self.model.weights) + list(getattr(self.model.optimizer, "variables", []))
+        ensure_free_space(self.backup_dir, weights_bytes(variables), "a training backup")
         self.model.save_weights(self.backup_dir / weights_name)
         state = {"epoch": epoch, "step": step, "weights": weights_name, "history": self.history,
-                 "best": self.best,
+                 "best": self.best, "settings": self.settings, "seconds": self.seconds,
                  "seed_states": [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]}
         write_json(self.backup_dir / "state.json", state)
         for old in self.backup_dir.glob("weights-*.weights.h5"):
             if old.name != weights_name:
                 old.unlink(missing_ok=True)
 
+    @property
+    def seconds(self):
+        """Seconds trained so far, the processes before this one included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
     def restore(self):
-        """Loads the last backup into the model; returns (epoch, step), or (0, 0) without one."""
+        """Loads the last backup into the model; returns (epoch, step), or (0, 0) without one.
+
+        Raises ResumeError when the backup was written by a run with other settings."""
         state = read_json(self.backup_dir / "state.json")
         if state is None:
             return 0, 0
+        saved = state.get("settings")
+        if self.settings is not None and saved is not None and saved != self.settings:
+            changed = [f"{key} {saved.get(key)!r} there, {self.settings.get(key)!r} now"
+                       for key in sorted(set(saved) | set(self.settings)) if saved.get(key) != self.settings.get(key)]
+            raise ResumeError(f"'{self.backup_dir}' holds the backup of an unfinished run with other settings "
+                              f"({'; '.join(changed)}); run that command again to finish it, or delete "
+                              f"'{self.backup_dir}' (or choose another output folder) to start afresh")
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(self.backup_dir / state["weights"])
@@ -95,6 +130,7 @@ class TrainingBackup(keras.callbacks.Callback):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         self.history = state["history"]
         self.best = state["best"]
+        self.seconds_before = float(state.get("seconds", 0.0))
         return state["epoch"], state["step"]
 
 
@@ -160,7 +196,7 @@ def _require_tensorboard():
 
 def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir, *, strategy,
                   verbose=1, backup_every=200, tensorboard=False, sample_fn=None, callbacks=(),
-                  monitor="val_loss", mode="min"):
+                  monitor="val_loss", mode="min", settings=None):
     """Trains `trained` for `epochs`, resuming from `checkpoint_dir/backup` when it holds a backup.
 
     Args:
@@ -179,20 +215,25 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
         monitor: the logged value that picks the best epoch, e.g. "val_loss" or "val_accuracy";
             without `val_data`, its training counterpart ("loss", "accuracy").
         mode: "min" (the lowest value is best) or "max".
+        settings: the run's settings (a JSON dict), kept with the backup: a backup written with
+            other settings is refused instead of resumed.
 
     Returns:
-        (history dict of per-epoch lists, seconds spent training in this process, resumed_from),
-        where resumed_from is None or {"epoch", "step"}; the best epoch's weights are loaded.
+        (history dict of per-epoch lists, seconds spent training, resumed runs included,
+        resumed_from), where resumed_from is None or {"epoch", "step"}; the best epoch's weights
+        are loaded. The backup is kept: `discard_backup` once the trained model is safely saved.
     """
     checkpoint_dir = pathlib.Path(checkpoint_dir)
     if val_data is None:
         monitor = monitor.removeprefix("val_")
-    backup = TrainingBackup(checkpoint_dir / BACKUP_DIR, every=backup_every)
+    backup = TrainingBackup(checkpoint_dir / BACKUP_DIR, every=backup_every, settings=settings)
     backup.set_model(trained)
     first_epoch, first_step = backup.restore()
     resumed = {"epoch": first_epoch, "step": first_step} if (first_epoch or first_step) else None
     if resumed and verbose:
-        log(f"Resuming from the backup in '{backup.backup_dir}': epoch {first_epoch + 1}, step {first_step}")
+        log(f"Training finished in an earlier run; its weights are in '{backup.backup_dir}'"
+            if first_epoch >= epochs else
+            f"Resuming from the backup in '{backup.backup_dir}': epoch {first_epoch + 1}, step {first_step}")
     if resumed is None:
         (checkpoint_dir / CSV_LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
     # BestWeights before the backup, so the backup records the `best` of the epoch it follows.
@@ -205,7 +246,7 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
             all_callbacks.append(TextSamples(checkpoint_dir / "tensorboard" / "samples", sample_fn))
     all_callbacks.extend(callbacks)
 
-    start = time.perf_counter()
+    backup.started = time.perf_counter()
     with fit_context(trained, strategy):
         for epoch in range(first_epoch, epochs):
             skip = first_step if epoch == first_epoch else 0
@@ -215,9 +256,13 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
             trained.fit(make_train_dataset(epoch, skip), validation_data=val_data,
                         initial_epoch=epoch, epochs=epoch + 1, callbacks=all_callbacks,
                         verbose=verbose, shuffle=False)
-    seconds = time.perf_counter() - start
+    seconds = backup.seconds
     best = checkpoint_dir / "best.weights.h5"
     if best.is_file():
         trained.load_weights(best)
-    shutil.rmtree(backup.backup_dir, ignore_errors=True)  # finished: nothing to resume
     return backup.history, seconds, resumed
+
+
+def discard_backup(checkpoint_dir):
+    """Deletes the resumable backup: call it once the trained model is safely saved."""
+    shutil.rmtree(pathlib.Path(checkpoint_dir) / BACKUP_DIR, ignore_errors=True)

@@ -5,9 +5,8 @@ It lives apart from `bundle.py` so that the base class imports none of its subcl
 
 import pathlib
 
-from vlm_keras.bundle import CONFIG_FILE
+from vlm_keras.bundle import CONFIG_FILE, read_config
 from vlm_keras.captioning import Captioner
-from vlm_keras.io import read_json
 from vlm_keras.retrieval import RetrievalModel
 from vlm_keras.vqa import VQAModel
 
@@ -17,6 +16,6 @@ TASK_CLASSES = {"captioning": Captioner, "vqa": VQAModel, "retrieval": Retrieval
 def load_model(model_dir):
     """Loads any vlm_keras model folder: a `Captioner`, a `VQAModel` or a `RetrievalModel`, by the
     task in its config (folders without one are captioners, as the first releases wrote them)."""
-    config = read_json(pathlib.Path(model_dir) / CONFIG_FILE, {}) if pathlib.Path(model_dir).is_dir() else {}
-    task = config.get("task", "captioning") if isinstance(config, dict) else "captioning"
+    model_dir = pathlib.Path(model_dir)
+    task = read_config(model_dir).get("task", "captioning") if (model_dir / CONFIG_FILE).is_file() else "captioning"
     return TASK_CLASSES.get(task, Captioner).load(model_dir)

@@ -1,10 +1,15 @@
 """`TrainingRun`: the part of every `train_*` that does not depend on the task.
 
-A trainer reads as: make a run from its config (checks that can fail before any work, the
-`tf.distribute` strategy, the seed), load its data, build its models under `run.scope()`, cache
-the frozen encoder's features (`run.features`), `run.compile` and `run.fit` the trained model,
-and `run.finish`: evaluate each split, record the seconds, and save the model folder (on the
-chief only, in a multi-worker run).
+A trainer reads as: open a run from its config (`with TrainingRun(config) as run:` checks what can
+fail before any work, locks the output folder, creates the `tf.distribute` strategy and seeds
+everything), load its data (the evaluation splits too, so a broken one fails before training),
+build its models under `run.scope()`, cache the frozen encoder's features (`run.features`),
+`run.compile` and `run.fit` the trained model, and `run.finish`.
+
+Nothing trained is lost to what follows training: `finish` saves the model folder first (on the
+chief only, in a multi-worker run), then evaluates, then records the figures, and only then deletes
+the resumable backup. If evaluation fails, or the process dies, the model folder is there and the
+same command resumes from the backup: it skips the finished training and evaluates again.
 """
 
 import contextlib
@@ -22,17 +27,22 @@ from vlm_keras.data.text import Tokenizer
 from vlm_keras.distribute import get_strategy, global_batch_size, is_chief
 from vlm_keras.encoders.features import cached_features
 from vlm_keras.encoders.vgg16 import build_image_encoder
-from vlm_keras.fit import resumable_fit
-from vlm_keras.io import log
+from vlm_keras.fit import discard_backup, resumable_fit, weights_bytes
+from vlm_keras.io import ensure_free_space, folder_lock, log
 from vlm_keras.precision import adam, dtype_policy
 
 
-class TrainingRun:
-    """One training run of any task, from its config to its saved model folder.
+# Options that do not change what is trained: a run resumed with other values of these is the same run.
+NOT_TRAINING_SETTINGS = ("eval_splits", "tensorboard", "backup_every", "jit_compile")
 
-    Creating it checks what can fail in a second rather than after training (a bad `out`), then
-    creates the strategy (MultiWorkerMirroredStrategy must exist before TensorFlow runs any op)
-    and seeds everything.
+
+class TrainingRun:
+    """One training run of any task, from its config to its saved model folder; a context manager.
+
+    Creating it checks what can fail in a second rather than after training (a bad `out`, one
+    that holds another task's model), then creates the strategy (MultiWorkerMirroredStrategy
+    must exist before TensorFlow runs any op) and seeds everything. Entering it locks `out`, so
+    a second run writing there is refused instead of interleaving its files with this one's.
 
     Args:
         config: a `RunConfig` subclass (`CaptionerConfig`, `VQAConfig`, `RetrievalConfig`).
@@ -40,13 +50,22 @@ class TrainingRun:
 
     def __init__(self, config):
         if config.out:
-            check_model_folder(config.out)
+            check_model_folder(config.out, config.TASK)
         self.config = config
         self.started = time.perf_counter()
         self.strategy = get_strategy(config.strategy)
         keras.utils.set_random_seed(config.seed)
         self.global_batch = global_batch_size(config.batch_size, self.strategy)
         self.history, self.train_seconds, self.resumed = {}, 0.0, None
+        self._lock = contextlib.ExitStack()
+
+    def __enter__(self):
+        if self.config.out and is_chief(self.strategy):
+            self._lock.enter_context(folder_lock(self.config.out, "the model folder"))
+        return self
+
+    def __exit__(self, *exc_info):
+        self._lock.close()
 
     @property
     def verbose(self):
@@ -82,7 +101,7 @@ class TrainingRun:
                                          max_length=self.config.max_length)
         if self.verbose:
             log(f"train: {len(train_split)} images, {sum(map(len, train_split.captions))} captions; "
-                f"vocabulary {tokenizer.vocab_size} tokens; captions up to {tokenizer.max_length} words")
+                f"vocabulary {tokenizer.vocab_size} tokens; {tokenizer.describe_lengths('captions')}")
         return data_dir, available, train_split, val_split, tokenizer
 
     def build_encoder(self, trainable=False):
@@ -133,10 +152,14 @@ class TrainingRun:
         """
         config = self.config
         self.checkpoint_folder = self.checkpoint_dir()
+        # latest + best weights, and a backup with the optimizer's state: about 5 copies of the weights.
+        ensure_free_space(self.checkpoint_folder, 5 * weights_bytes(trained.weights), "checkpoints")
+        settings = {k: v for k, v in self.config.record().items() if k not in NOT_TRAINING_SETTINGS}
+        settings.update(task=config.TASK, replicas=self.replicas)
         self.history, self.train_seconds, self.resumed = resumable_fit(
             trained, train_batches, val_data, config.epochs, self.checkpoint_folder, strategy=self.strategy,
             verbose=self.verbose, backup_every=config.backup_every or None, tensorboard=config.tensorboard,
-            callbacks=config.callbacks, sample_fn=sample_fn, monitor=monitor, mode=mode)
+            callbacks=config.callbacks, sample_fn=sample_fn, monitor=monitor, mode=mode, settings=settings)
         return self.history
 
     # -- the model folder ----------------------------------------------------------------------
@@ -146,7 +169,7 @@ class TrainingRun:
                     vlm_keras_version=__version__, **extra)
 
     def finish(self, result, splits, describe, keys=None, metrics=None):
-        """Evaluates, records and saves; returns `result`.
+        """Saves, evaluates, records; returns `result`. See the module docstring for the order.
 
         Args:
             result: the trained `Captioner`, `VQAModel` or `RetrievalModel`.
@@ -158,6 +181,12 @@ class TrainingRun:
         result.history, result.checkpoint_dir = self.history, str(self.checkpoint_folder)
         all_metrics = {"train_seconds": self.train_seconds, "epochs": self.config.epochs,
                        "resumed_from": self.resumed, **(metrics or {})}
+        result.metrics = all_metrics
+        writes_folder = bool(self.config.out) and is_chief(self.strategy)
+        if writes_folder:
+            result.save(self.config.out)  # the trained model is safe before any evaluation
+        elif self.config.out and self.verbose:
+            log(f"worker {self.strategy.cluster_resolver.task_id}: the chief writes '{self.config.out}'")
         for split, data in splits:
             report = result.evaluate(data, verbose=self.verbose)
             for name, value in report.items():
@@ -166,10 +195,7 @@ class TrainingRun:
             if self.verbose:
                 log(f"{split}: {describe(report)}")
         all_metrics["seconds"] = time.perf_counter() - self.started
-        result.metrics = all_metrics
-        if self.config.out:
-            if is_chief(self.strategy):
-                result.save(self.config.out)
-            elif self.verbose:
-                log(f"worker {self.strategy.cluster_resolver.task_id}: the chief writes '{self.config.out}'")
+        if writes_folder:
+            result.save_metrics(self.config.out)
+        discard_backup(self.checkpoint_folder)  # everything is written: nothing left to resume
         return result

@@ -59,3 +59,16 @@ def test_min_count_and_max_vocab():
     tok = Tokenizer.from_texts(["a a a b b c"], min_count=2)
     assert tok.vocabulary == ["a", "b"]
     assert Tokenizer.from_texts(["a a a b b c"], max_vocab_size=1).vocabulary == ["a"]
+
+
+def test_the_default_length_is_a_high_percentile_not_the_longest_text():
+    texts = ["a red circle"] * 999 + [" ".join(["word"] * 5000)]
+    tok = Tokenizer.from_texts(texts)
+    assert tok.max_length == 3  # one 5,000-word outlier does not set the length of every caption
+    assert tok.length_stats == {"texts": 1000, "longest": 5000, "max_length": 3, "cut": 1}
+    assert tok.describe_lengths() == ("captions up to 3 words (1 of 1,000 training captions cut; the longest "
+                                      "has 5000)")
+    assert tok.encode(["word " * 10]).shape == (1, 5)
+    assert Tokenizer.from_texts(texts, max_length=20).length_stats["cut"] == 1
+    even = Tokenizer.from_texts(["one two", "one two three"] * 10)
+    assert even.max_length == 3 and even.length_stats["cut"] == 0

@@ -107,12 +107,21 @@ def test_unanimous_answers_are_compared_without_normalisation():
     assert vqa_accuracy("2", nine_and_one("two.", "3")) == pytest.approx(1.0)
 
 
-def test_any_number_of_human_answers():
-    assert vqa_accuracy("red", ["red", "red", "red"]) == pytest.approx(2 / 3)  # m = 2 each time
-    assert vqa_accuracy("red", ["red", "blue"]) == pytest.approx((0 + 1 / 3) / 2)
-    # A single answer has nothing to leave out: min(1, m / 3) over that one answer.
-    assert vqa_accuracy("red", ["red"]) == pytest.approx(1 / 3)
+def test_ten_answers_or_one_and_no_other_count():
+    # One reference answer (GQA, CLEVR): exact match after the official normalisation.
+    assert vqa_accuracy("red", ["red"]) == 1.0 and vqa_accuracy("Two", ["2"]) == 1.0
     assert vqa_accuracy("blue", ["red"]) == 0.0
+    # Any other count has no rule: scoring 3 answers as if 10 humans had answered would give a
+    # right prediction 0.67, one answer 0.33.
+    for answers in (["red"] * 3, ["red", "blue"], ["red"] * 11):
+        with pytest.raises(ValueError, match=rf"{len(answers)} human answers; the VQA accuracy is defined for 10"):
+            vqa_accuracy("red", answers)
+    with pytest.raises(ValueError, match=r"question_id 2 has 3 human answers \(1 of 2 questions have neither 10 nor 1\)"):
+        vqa_accuracy_report({1: "red", 2: "red"}, [annotation(1, "what color", "other", ["red"] * 10),
+                                                   annotation(2, "what color", "other", ["red"] * 3)])
+    report = vqa_accuracy_report({1: "red", 2: "red"}, [annotation(1, "what color", "other", ["red"] * 10),
+                                                        annotation(2, "what color", "other", ["red"])])
+    assert report["overall"] == 1.0
 
 
 def test_vqa_accuracy_errors():

@@ -98,7 +98,7 @@ def test_index_and_search_errors(capsys, tiny_retrieval, images_dir, index_file,
     code, _, err = run_cli(capsys, "search", "--index", index_file, "  ")
     assert_one_line_error(code, err, "the query is", "expected a non-empty text")
     code, _, err = run_cli(capsys, "search", "--index", index_file, "a red circle", "-k", "0")
-    assert_one_line_error(code, err, "k must be an int >= 1")
+    assert_one_line_error(code, err, "-k/--top-k", "expected an integer >= 1, got 0")
 
     code, _, err = run_cli(capsys, "index", "--model", model_dir, tmp_path / "nowhere", "--out", tmp_path / "x.npz")
     assert_one_line_error(code, err, "nowhere", "does not exist")

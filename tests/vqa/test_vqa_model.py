@@ -156,23 +156,6 @@ def test_grouped_training_learns_answers_that_depend_on_image_and_question():
     assert accuracy > 0.95
 
 
-@pytest.fixture(scope="module")
-def vqa_dir(shapes_dir):
-    from vlm_keras.data.scenes.dataset import write_vqa_dataset
-
-    return write_vqa_dataset(shapes_dir)
-
-
-@pytest.fixture(scope="module")
-def trained_vqa(vqa_dir, tmp_path_factory):
-    from vlm_keras import train_vqa
-
-    out = tmp_path_factory.mktemp("vqa") / "model"
-    result = train_vqa(data=str(vqa_dir), model="attention", epochs=2, batch_size=32, seed=0, verbose=0,
-                       out=out, embed_dim=8, units=16, fusion_dim=32, attention_dim=16)
-    return result, out
-
-
 def test_train_vqa_reports_the_official_accuracy(trained_vqa):
     result, out = trained_vqa
     for split in ("test", "compositional"):

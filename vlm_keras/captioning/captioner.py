@@ -62,6 +62,14 @@ class Captioner(ModelBundle):
         """Most tokens generated per caption: the longest training caption plus the end token."""
         return self.tokenizer.max_length + 1
 
+    def _sizes(self):
+        sizes = super()._sizes() + [("vocabulary size", self.tokenizer.vocab_size,
+                                     int(self.decoder.get_layer("next_token_logits").units))]
+        positions = getattr(self.decoder.get_layer("token_embedding"), "sequence_length", None)
+        if positions is not None:  # the transformer's learned positions: start + words + end
+            sizes.append(("caption length + 2", self.tokenizer.max_length + 2, int(positions)))
+        return sizes
+
     # -- generation -------------------------------------------------------------------------
     def _generate(self, features, beam_size):
         """One compiled graph per decoding mode; the beam size is a tensor, so one trace serves all."""
@@ -120,23 +128,27 @@ class Captioner(ModelBundle):
         return results
 
     # -- evaluation -------------------------------------------------------------------------
-    def evaluate(self, data="shapes", split="test", predictions=None, batch_size=64, verbose=1,
+    def evaluate(self, data="scenes", split="test", predictions=None, batch_size=64, verbose=1,
                  beam_size=1, **data_kwargs):
         """Corpus BLEU-1..4 on a split, with every reference of each image.
 
         Args:
-            data: "shapes", a COCO-format folder, or a loaded `CaptionSplit` (then `split` is unused).
+            data: "scenes", a COCO-format folder, or a loaded `CaptionSplit` (then `split` is unused).
             split: the split's name.
             predictions: optional path; the captions are written there in the COCO results format.
+                It is checked before any work (never a file the evaluation reads).
             beam_size: 1 for greedy decoding, k > 1 for beam search of width k.
 
         Returns:
             {"bleu1".."bleu4", "num_images", "ms_per_caption"}.
         """
+        if int(beam_size) < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         caption_split = caption_split_of(data, split, verbose=bool(verbose), **data_kwargs)
-        features = extract_features(self.encoder, caption_split.image_paths, self.image_size,
-                                             batch_size, verbose=verbose,
-                                             what=f"{caption_split.name} images")
+        if predictions:
+            self.check_predictions_path(predictions, caption_split)
+        features = extract_features(self.encoder, caption_split.image_paths, self.image_size, batch_size,
+                                    verbose=verbose, what=f"{caption_split.name} images")
         self.generate_tokens(features[:1], beam_size=beam_size)  # trace first: time generation alone
         start = time.perf_counter()
         generated = self.caption_features(features, batch_size=batch_size, beam_size=beam_size)

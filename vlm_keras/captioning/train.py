@@ -41,8 +41,16 @@ def train_captioner(data=None, *, config=None, **options):
     config = CaptionerConfig.from_options(config, **options)
     check_model_options(DECODER_BUILDERS[config.model], config.model_options, f"the {config.model} captioner",
                         given=("vocab_size", "feature_shape", "max_length", "name"))
-    run = TrainingRun(config)
+    with TrainingRun(config) as run:
+        return _train(run)
+
+
+def _train(run):
+    """The body of `train_captioner` for an open run."""
+    config = run.config
     data_dir, available, train_split, val_split, tokenizer = run.caption_data()
+    # The evaluation splits are read (and checked) before any work: a broken one fails now.
+    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
 
     encoder = run.build_encoder(trainable=config.fine_tune)
     with run.scope():
@@ -87,7 +95,6 @@ def train_captioner(data=None, *, config=None, **options):
                       sample_fn=(lambda: captioner.caption(samples)) if samples else None)
 
     monitor = "val_loss" if val_data is not None else "loss"
-    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
     return run.finish(
         captioner, splits,
         lambda r: f"BLEU-1 {r['bleu1']:.3f}  BLEU-4 {r['bleu4']:.3f}  ({r['num_images']} images, "

@@ -14,6 +14,8 @@ import struct
 import tensorflow as tf
 from PIL import Image, ImageFile
 
+from vlm_keras.errors import VlmKerasError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # PIL format names that TensorFlow's decode_image also reads. MPO is the multi-picture JPEG
@@ -27,7 +29,7 @@ _BMP_COMPRESSION_NAMES = {1: "RLE8", 2: "RLE4", 4: "JPEG", 5: "PNG"}
 MAX_IMAGE_SIDE = 10000
 
 
-class ImageError(ValueError):
+class ImageError(VlmKerasError, ValueError):
     """An image file is missing, corrupt, or in a format the input pipeline cannot decode."""
 
 
@@ -35,10 +37,86 @@ def decode_image(image_bytes, image_size):
     """Encoded JPEG/PNG/BMP/GIF bytes (scalar string) -> (S, S, 3) float32 RGB in [0, 255].
 
     Grayscale is repeated to three channels, the alpha channel of RGBA is dropped, the first frame
-    of a GIF is used, and the image is resized (bilinear, antialiased) to `image_size` square.
+    of a GIF is used, a JPEG is turned upright by its EXIF orientation (as phones store photos;
+    TensorFlow's decoders ignore it), and the image is resized (bilinear, antialiased) to
+    `image_size` square. EXIF orientation in PNG, WebP or HEIF files is not read.
     """
     pixels = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)  # (H, W, 3) uint8
+    pixels = apply_orientation(pixels, exif_orientation(image_bytes))
     return tf.image.resize(pixels, [image_size, image_size], antialias=True)      # (S, S, 3) float32
+
+
+_ORIENTATION_TAG = 0x0112
+_EXIF_SCAN_BYTES = 65536 + 64  # the EXIF APP1 segment is at most 64 KiB and comes first
+_MAX_IFD_ENTRIES = 128
+
+
+def exif_orientation(image_bytes):
+    """The EXIF orientation (1..8) of encoded image bytes (scalar string); 1 when there is none.
+
+    Reads the TIFF header of the first APP1 "Exif" segment and the orientation entry of its IFD0.
+    Anything malformed or out of range reads as 1 (upright): a bad EXIF block never fails decoding.
+    """
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 2), b"\xff\xd8")
+    return tf.cond(is_jpeg, lambda: _jpeg_orientation(image_bytes), lambda: tf.constant(1, tf.int32))
+
+
+def _jpeg_orientation(image_bytes):
+    head = tf.strings.substr(image_bytes, 0, _EXIF_SCAN_BYTES)
+    data = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32)                     # (N,)
+    size = tf.shape(data)[0]
+    padded = tf.concat([data, [0]], 0)  # reads past the end give 0, and fail the checks below
+
+    def byte(i):
+        return tf.gather(padded, tf.clip_by_value(i, 0, size))
+
+    # "\xff\xe1" <length> "Exif\0\0": the marker sits 4 bytes before the signature.
+    signature = tf.constant([0xFF, 0xE1, -1, -1, 0x45, 0x78, 0x69, 0x66, 0x00, 0x00], tf.int32)
+    windows = tf.maximum(size - 10 + 1, 0)
+    starts = tf.range(windows)
+    match = tf.ones([windows], tf.bool)
+    for k in range(10):
+        if k in (2, 3):
+            continue  # the segment length
+        match = tf.logical_and(match, tf.equal(byte(starts + k), signature[k]))
+    found = tf.where(match)[:, 0]
+    has_exif = tf.logical_and(tf.size(found) > 0, size >= 4)
+    tiff = tf.cast(tf.cond(tf.size(found) > 0, lambda: found[0], lambda: tf.constant(0, tf.int64)), tf.int32) + 10
+    little = tf.logical_and(tf.equal(byte(tiff), 0x49), tf.equal(byte(tiff + 1), 0x49))
+    big = tf.logical_and(tf.equal(byte(tiff), 0x4D), tf.equal(byte(tiff + 1), 0x4D))
+
+    def u16(i):
+        return tf.where(little, byte(i) + 256 * byte(i + 1), 256 * byte(i) + byte(i + 1))
+
+    def u32(i):
+        low, high = u16(i), u16(i + 2)
+        return tf.where(little, low + 65536 * high, 65536 * low + high)
+
+    ifd = tiff + u32(tiff + 4)
+    count = tf.clip_by_value(u16(ifd), 0, _MAX_IFD_ENTRIES)
+    entries = ifd + 2 + 12 * tf.range(count)                                          # (E,)
+    tags = u16(entries)
+    is_orientation = tf.equal(tags, _ORIENTATION_TAG)
+    hit = tf.where(is_orientation)[:, 0]
+    value = tf.cond(tf.size(hit) > 0, lambda: u16(tf.gather(entries, hit[0]) + 8), lambda: tf.constant(1))
+    in_bounds = ifd + 2 + 12 * count <= size
+    valid = has_exif & (little | big) & in_bounds & (value >= 1) & (value <= 8)
+    return tf.where(valid, value, 1)
+
+
+def apply_orientation(pixels, orientation):
+    """Turns (H, W, C) pixels upright for an EXIF orientation (1..8), as PIL's `exif_transpose`."""
+    branches = [
+        lambda: pixels,                                              # 1: as stored
+        lambda: tf.reverse(pixels, [1]),                             # 2: mirrored left-right
+        lambda: tf.reverse(pixels, [0, 1]),                          # 3: rotated 180
+        lambda: tf.reverse(pixels, [0]),                             # 4: mirrored top-bottom
+        lambda: tf.transpose(pixels, [1, 0, 2]),                     # 5: transposed
+        lambda: tf.reverse(tf.transpose(pixels, [1, 0, 2]), [1]),    # 6: rotated 90 clockwise
+        lambda: tf.reverse(tf.transpose(pixels, [1, 0, 2]), [0, 1]), # 7: transversed
+        lambda: tf.reverse(tf.transpose(pixels, [1, 0, 2]), [0]),    # 8: rotated 90 counter-clockwise
+    ]
+    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
 
 
 def check_image_file(path):

@@ -12,13 +12,14 @@ import tensorflow as tf
 
 from vlm_keras.config import FEATURE_LAYERS
 from vlm_keras.data.images import decode_image
+from vlm_keras.errors import VlmKerasError
 
 # keras.applications.vgg16.preprocess_input ("caffe" mode): BGR order, ImageNet channel means.
 VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(VlmKerasError, RuntimeError):
     """Raised when the requested encoder weights cannot be found or downloaded."""
 
 

@@ -7,7 +7,7 @@
 
 from vlm_keras.metrics.captions import BLEU_WEIGHTS, bleu_scores
 from vlm_keras.metrics.retrieval import RECALL_KS, recall_at_k, retrieval_ranks, retrieval_report
-from vlm_keras.metrics.vqa import normalize_answer, vqa_accuracy, vqa_accuracy_report
+from vlm_keras.metrics.vqa import check_answer_counts, normalize_answer, vqa_accuracy, vqa_accuracy_report
 
-__all__ = ["BLEU_WEIGHTS", "RECALL_KS", "bleu_scores", "normalize_answer", "recall_at_k", "retrieval_ranks",
-           "retrieval_report", "vqa_accuracy", "vqa_accuracy_report"]
+__all__ = ["BLEU_WEIGHTS", "RECALL_KS", "bleu_scores", "check_answer_counts", "normalize_answer", "recall_at_k",
+           "retrieval_ranks", "retrieval_report", "vqa_accuracy", "vqa_accuracy_report"]

@@ -110,13 +110,33 @@ def normalize_answer(answer):
     return _process_digit_article(_process_punctuation(_clean_whitespace(answer)))
 
 
+# The VQA accuracy's min(1, m / 3) assumes 10 annotators (VQA v1/v2, VizWiz; OK-VQA's files list
+# each of its 5 answers twice). Datasets with one answer per question (GQA, CLEVR) are scored by
+# exact match. Any other count has no official rule: it is refused rather than scored as if it
+# were 10, which would make the same prediction score 0.33 with one answer and 1.0 with ten.
+HUMAN_ANSWERS = 10
+
+
+def check_answer_counts(annotations):
+    """Raises ValueError naming the first question whose number of human answers is neither 10
+    nor 1 (see `vqa_accuracy`), and how many such questions there are."""
+    bad = [(a.get("question_id"), len(a.get("answers") or [])) for a in annotations
+           if len(a.get("answers") or []) not in (1, HUMAN_ANSWERS)]
+    if bad:
+        question_id, count = bad[0]
+        raise ValueError(f"question_id {question_id!r} has {count} human answers ({len(bad)} of {len(annotations)} "
+                         f"questions have neither 10 nor 1); the VQA accuracy is defined for 10 human answers, "
+                         "and exact match for 1")
+
+
 def vqa_accuracy(predicted, human_answers):
     """Official VQA accuracy of one predicted answer against the human answers to its question.
 
-    Each human answer is left out in turn; the prediction scores min(1, m / 3) where m is the
-    number of the remaining answers equal to it; the result is the mean over the left-out
-    answers. With the usual 10 answers: 1.0 once 4 or more humans agree with the prediction,
-    0.9 for 3, 0.6 for 2, 0.3 for 1.
+    With 10 human answers (VQA v1/v2), each is left out in turn; the prediction scores
+    min(1, m / 3) where m is the number of the remaining answers equal to it; the result is the
+    mean over the left-out answers: 1.0 once 4 or more humans agree with the prediction, 0.9 for
+    3, 0.6 for 2, 0.3 for 1. With a single answer (GQA, CLEVR style) it is exact match after
+    `normalize_answer`. Other counts raise ValueError: the rule has no meaning for them.
 
     As in the official evaluation, the answers and the prediction go through
     `normalize_answer` only when the human answers disagree (more than one distinct answer after
@@ -126,9 +146,7 @@ def vqa_accuracy(predicted, human_answers):
 
     Args:
         predicted: the predicted answer.
-        human_answers: the human answers (10 in VQA v1/v2; any number >= 1 is accepted). With a
-            single answer nothing is left to leave out, so it scores min(1, m / 3) over that one
-            answer: at most 1/3, since one human cannot make an answer certain.
+        human_answers: the 10 human answers (VQA v1/v2), or a single reference answer.
 
     Returns:
         The accuracy, a float in [0, 1].
@@ -142,6 +160,11 @@ def vqa_accuracy(predicted, human_answers):
         if not isinstance(answer, str):
             raise TypeError(f"human answer {i} ({answer!r}) is a {type(answer).__name__}; "
                             "expected a str")
+    if len(human_answers) == 1:
+        return float(normalize_answer(predicted) == normalize_answer(human_answers[0]))
+    if len(human_answers) != HUMAN_ANSWERS:
+        raise ValueError(f"{len(human_answers)} human answers; the VQA accuracy is defined for 10 human answers, "
+                         "and exact match for 1")
     prediction = _clean_whitespace(predicted)
     answers = [_clean_whitespace(a) for a in human_answers]
     if len(set(answers)) > 1:
@@ -149,8 +172,6 @@ def vqa_accuracy(predicted, human_answers):
         answers = [normalize_answer(a) for a in answers]
     matches = [a == prediction for a in answers]
     total = sum(matches)
-    if len(answers) == 1:
-        return min(1.0, total / 3)
     return sum(min(1.0, (total - m) / 3) for m in matches) / len(answers)
 
 
@@ -235,6 +256,8 @@ def vqa_accuracy_report(predictions, annotations):
         answers = [a["answer"] for a in annotation["answers"]]
         if not answers:
             raise ValueError(f"question_id {question_id!r} has no human answers")
+        if len(answers) not in (1, HUMAN_ANSWERS):
+            check_answer_counts(annotations)  # names the question and counts every such one
         score = vqa_accuracy(by_id[question_id], answers)
         scores.append(score)
         per_question_type.setdefault(annotation["question_type"], []).append(score)

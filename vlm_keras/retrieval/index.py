@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from vlm_keras.data.images import ImageError, read_image_bytes
+from vlm_keras.errors import VlmKerasError
 from vlm_keras.export import is_saved_model, load_saved_model
 from vlm_keras.io import atomic_write, log
 from vlm_keras.retrieval.retrieval_model import RetrievalModel
@@ -32,7 +33,7 @@ PROBE_TEXT = "a red circle above a blue square"
 INDEX_VERSION = 1
 
 
-class ImageIndexError(ValueError):
+class ImageIndexError(VlmKerasError, ValueError):
     """A file is not a vlm_keras image index, or does not fit the model used with it."""
 
 

@@ -52,6 +52,10 @@ class RetrievalModel(ModelBundle):
         """The learned temperature (1 / the similarity's scale)."""
         return float(1.0 / self.dual_encoder.get_layer("similarity").scale())
 
+    def _sizes(self):
+        return super()._sizes() + [("vocabulary size", self.tokenizer.vocab_size,
+                                    int(self.text_tower.get_layer("word_embedding").input_dim))]
+
     # -- embedding ----------------------------------------------------------------------------
     def embed_image_features(self, features, batch_size=256):
         """Encoder features (N, h, w, c) -> (N, D) unit vectors."""
@@ -79,11 +83,11 @@ class RetrievalModel(ModelBundle):
         return self.embed_images(images) @ self.embed_texts(texts).T
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, data="shapes", split="test", verbose=1, **data_kwargs):
+    def evaluate(self, data="scenes", split="test", verbose=1, **data_kwargs):
         """Recall@1/5/10 both ways and the median rank, every image against every caption of a split.
 
         Args:
-            data: "shapes", a COCO-format folder, or a loaded `CaptionSplit`.
+            data: "scenes", a COCO-format folder, or a loaded `CaptionSplit`.
             split: the split's name.
 
         Returns:

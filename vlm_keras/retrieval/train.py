@@ -53,8 +53,17 @@ def train_retrieval(data=None, *, config=None, **options):
     if unknown:
         raise ValueError(f"unknown tower option(s) {', '.join(unknown)}; expected "
                          f"{', '.join(sorted(set(IMAGE_TOWER_OPTIONS + TEXT_TOWER_OPTIONS)))}")
-    run = TrainingRun(config)
+    with TrainingRun(config) as run:
+        return _train(run)
+
+
+def _train(run):
+    """The body of `train_retrieval` for an open run."""
+    config = run.config
+    towers = config.model_options
     data_dir, available, train_split, val_split, tokenizer = run.caption_data()
+    # The evaluation splits are read (and checked) before any work: a broken one fails now.
+    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
 
     encoder = run.build_encoder()
     with run.scope():
@@ -83,7 +92,6 @@ def train_retrieval(data=None, *, config=None, **options):
     run.fit(trainer, train_batches, val_data)
 
     result = RetrievalModel(full_model, tokenizer, run.model_config("dual_encoder"))
-    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
     return run.finish(
         result, splits,
         lambda r: (f"text->image R@1/5/10 {r['text_to_image_r1']:.3f}/{r['text_to_image_r5']:.3f}/"

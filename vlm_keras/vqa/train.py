@@ -48,16 +48,25 @@ def train_vqa(data=None, *, config=None, **options):
     config = VQAConfig.from_options(config, **options)
     check_model_options(build_vqa_head, config.model_options, "the VQA head",
                         given=("model_type", "question_vocab_size", "num_answers", "feature_shape", "name"))
-    run = TrainingRun(config)
+    with TrainingRun(config) as run:
+        return _train(run)
+
+
+def _train(run):
+    """The body of `train_vqa` for an open run."""
+    config = run.config
     data_dir = run.data_dir(questions=True)
     available = list_vqa_splits(data_dir)
     train_split = load_vqa_split(data_dir, "train")
     val_split = load_vqa_split(data_dir, "val") if "val" in available else None
+    # The evaluation splits are read (and checked) before any work: a broken one fails now.
+    splits = [(s, load_vqa_split(data_dir, s)) for s in config.eval_splits if s in available]
     answers = build_answer_vocabulary(train_split.answers, config.top_k_answers)
     tokenizer = Tokenizer.from_texts(train_split.questions, max_length=config.max_length)
     if run.verbose:
         log(f"train: {len(train_split)} questions about {len(set(train_split.image_ids))} images; "
-            f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens")
+            f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens; "
+            f"{tokenizer.describe_lengths('questions')}")
 
     answer_ids = {a: i for i, a in enumerate(answers)}
     # Every split is grouped into the same number of question slots per image.
@@ -103,7 +112,6 @@ def train_vqa(data=None, *, config=None, **options):
     run.fit(trainer, train_batches, val_data, monitor="val_accuracy", mode="max")
 
     result = VQAModel(full_model, tokenizer, answers, run.model_config(config.model))
-    splits = [(s, load_vqa_split(data_dir, s)) for s in config.eval_splits if s in available]
     return run.finish(result, splits, lambda r: f"VQA accuracy {r['overall']:.3f} ({r['num_questions']} questions)",
                       keys={"overall": "accuracy", "per_question_type": "per_question_type",
                             "per_answer_type": "per_answer_type"})

@@ -12,7 +12,7 @@ from vlm_keras.data.formats.vqa import VQASplit, load_vqa_split, write_vqa_resul
 from vlm_keras.data.sources import resolve_vqa_dir
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.encoders.features import extract_features
-from vlm_keras.metrics import normalize_answer, vqa_accuracy_report
+from vlm_keras.metrics import check_answer_counts, normalize_answer, vqa_accuracy_report
 from vlm_keras.vqa.export import export_vqa
 from vlm_keras.vqa.models import question_attention_model
 
@@ -112,18 +112,25 @@ class VQAModel(ModelBundle):
         features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
         return self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
 
-    def evaluate(self, data="shapes", split="test", predictions=None, verbose=1, **data_kwargs):
+    def evaluate(self, data="scenes", split="test", predictions=None, verbose=1, **data_kwargs):
         """The official VQA accuracy on a split: overall, per question type and per answer type.
 
         Args:
-            data: "shapes", a folder in the VQA v2 layout, or a loaded `VQASplit`.
+            data: "scenes", a folder in the VQA v2 layout, or a loaded `VQASplit`.
             split: the split's name.
-            predictions: optional path for the answers in the VQA results format.
+            predictions: optional path for the answers in the VQA results format; checked before
+                any work (never a file the evaluation reads).
+
+        Raises:
+            ValueError: for questions with neither 10 human answers nor 1 (`check_answer_counts`).
         """
         if isinstance(data, VQASplit):
             vqa_split = data
         else:
             vqa_split = load_vqa_split(resolve_vqa_dir(data, verbose=bool(verbose), **data_kwargs), split)
+        check_answer_counts(vqa_split.annotations)
+        if predictions:
+            self.check_predictions_path(predictions, vqa_split)
         unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
         features = extract_features(self.encoder, list(unique_paths), self.image_size,
                                              verbose=verbose, what=f"{vqa_split.name} images")
@@ -133,6 +140,12 @@ class VQAModel(ModelBundle):
         if predictions:
             write_vqa_results(predictions, vqa_split.question_ids, answers)
         return report
+
+    def _sizes(self):
+        embedding = self.head.get_layer("answer_branch").get_layer("question_embedding")
+        return super()._sizes() + [("answers", len(self.answers), int(self.head.output_shape[-1])),
+                                   ("question vocabulary size", self.question_tokenizer.vocab_size,
+                                    int(embedding.input_dim))]
 
     def _vocabularies(self):
         return {"question_tokenizer": self.question_tokenizer.get_config(), "answers": self.answers}

@@ -120,6 +120,10 @@ _ANNOTATION = 'annotation #{} \\(id {}\\)'
             _ANNOTATION.format(1, 2) + " caption is empty",
         ),
         (
+            _edit(lambda c: c["annotations"][1].update(caption=" ... !?")),
+            _ANNOTATION.format(1, 2) + r" caption ' \.\.\. !\?' has no words \(punctuation only\)",
+        ),
+        (
             _edit(lambda c: c["annotations"][3].update(image_id=99)),
             _ANNOTATION.format(3, 4) + ' refers to image_id 99, which is not in "images"',
         ),

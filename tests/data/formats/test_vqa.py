@@ -338,6 +338,8 @@ _BAD_QUESTIONS = [
      r'question #0 \(question_id 10\) has no str "question"'),
     (_change_questions(lambda c: c["questions"][0].update(question="  ")),
      r"question #0 \(question_id 10\) question is empty"),
+    (_change_questions(lambda c: c["questions"][0].update(question="??")),
+     r"question #0 \(question_id 10\) question '\?\?' has no words \(punctuation only\)"),
     (_change_questions(lambda c: c["questions"][2].update(question_id=10)),
      r"question #2 \(question_id 10\) repeats question_id 10 of question #0"),
     (_change_questions(lambda c: c["questions"].append("what")),

@@ -15,7 +15,7 @@ import pathlib
 import warnings
 
 from vlm_keras.data.formats.reader import (MAX_LISTED, DatasetError, check_image_files, check_split_files,
-                                           entry_name, is_int, json_kind, order_splits, parse_images,
+                                           entry_name, has_words, is_int, json_kind, order_splits, parse_images,
                                            read_json_object, require_list)
 from vlm_keras.io import write_json
 
@@ -28,12 +28,14 @@ class CaptionSplit:
         image_ids: COCO image ids, in the order of the annotation file's "images".
         image_paths: absolute image paths, same order as `image_ids`.
         captions: reference captions per image, same order as `image_ids`.
+        files: the annotation files it was read from (an output must never overwrite them).
     """
 
     name: str
     image_ids: list
     image_paths: list
     captions: list
+    files: list = dataclasses.field(default_factory=list)
 
     def __len__(self):
         return len(self.image_ids)
@@ -131,6 +133,7 @@ def load_coco_captions(annotation_file, image_root, name=None, check_images=True
         image_ids=kept_ids,
         image_paths=image_paths,
         captions=[captions_by_id[image_id] for image_id in kept_ids],
+        files=[str(annotation_file)],
     )
 
 
@@ -223,6 +226,8 @@ def _parse_annotations(annotation_list, paths_by_id, where):
             )
         if not caption.strip():
             raise DatasetError(f"{where}: {entry} caption is empty")
+        if not has_words(caption):
+            raise DatasetError(f"{where}: {entry} caption {caption!r} has no words (punctuation only)")
         image_id = annotation["image_id"]
         if not is_int(image_id) or image_id not in captions_by_id:
             raise DatasetError(

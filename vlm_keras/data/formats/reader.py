@@ -10,12 +10,13 @@ import os
 import pathlib
 
 from vlm_keras.data.images import ImageError, check_image_file
+from vlm_keras.errors import VlmKerasError
 
 # How many offending names an error message lists before "...".
 MAX_LISTED = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(VlmKerasError, ValueError):
     """A dataset file is missing, malformed, or refers to images that are missing or bad."""
 
 
@@ -84,6 +85,12 @@ def json_kind(value):
         return "null"
     name = type(value).__name__
     return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def has_words(text):
+    """True when the tokenizer would find a word in `text`: a letter or a digit (punctuation
+    alone becomes an empty caption, which would be trained on and scored as nothing)."""
+    return any(ch.isalnum() for ch in text)
 
 
 def is_int(value):

@@ -26,9 +26,9 @@ import pathlib
 
 import numpy as np
 
-from vlm_keras.data.formats.reader import (DatasetError, check_image_files, check_split_files, entry_name, is_int,
-                                           json_kind, listing, order_splits, parse_images, read_json_object,
-                                           require_list)
+from vlm_keras.data.formats.reader import (DatasetError, check_image_files, check_split_files, entry_name,
+                                           has_words, is_int, json_kind, listing, order_splits, parse_images,
+                                           read_json_object, require_list)
 from vlm_keras.io import write_json
 
 HUMAN_ANSWERS = 10
@@ -49,6 +49,7 @@ class VQASplit:
         question_types: e.g. "what color" (ours) or "what color is the" (VQA v2).
         answer_types: "yes/no", "number" or "other".
         annotations: the annotation dicts as read, one per question, for the evaluator.
+        files: the files it was read from (an output must never overwrite them).
     """
 
     name: str
@@ -61,6 +62,7 @@ class VQASplit:
     question_types: list
     answer_types: list
     annotations: list
+    files: list = dataclasses.field(default_factory=list)
 
     def __len__(self):
         return len(self.question_ids)
@@ -204,6 +206,7 @@ def load_vqa(questions_file, annotations_file, image_root, name=None, check_imag
         question_types=[annotation["question_type"] for annotation in kept],
         answer_types=[annotation["answer_type"] for annotation in kept],
         annotations=kept,
+        files=[str(questions_file), str(annotations_file)],
     )
 
 
@@ -256,6 +259,8 @@ def _parse_questions(entries, where):
             raise DatasetError(f'{where}: {name} has no str "question"')
         if not text.strip():
             raise DatasetError(f"{where}: {name} question is empty")
+        if not has_words(text):
+            raise DatasetError(f"{where}: {name} question {text!r} has no words (punctuation only)")
         question_id = entry["question_id"]
         if question_id in questions:
             raise DatasetError(f"{where}: {name} repeats question_id {question_id} of "
