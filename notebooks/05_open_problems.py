@@ -77,7 +77,7 @@ for direction in ("text_to_image", "image_to_text"):
 
 # %% [markdown]
 # The drop from the test pool to the compositional one is the cost of unseen combinations. At full size
-# (6,000 images, README) it is about 0.2 of Recall@1 for retrieval and 0.07 of BLEU-4 for the captioners.
+# (6,000 images, README) it is about 0.2 of Recall@1 for retrieval and 0.07 of BLEU-4 (nltk's) for the captioners.
 #
 # ## 2 · Data efficiency: a learning curve
 #

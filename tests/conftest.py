@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# METEOR starts a Java VM (~10 s) in every caption evaluation; the tests that are about it ask for it.
+os.environ.setdefault("VLM_KERAS_CAPTION_METRICS", "bleu,cider,rouge")
 
 import pytest  # noqa: E402
 

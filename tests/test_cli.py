@@ -31,7 +31,7 @@ def test_evaluate_prints_json_and_writes_predictions(capsys, tiny_model_dir, sha
                         str(shapes_dir), "--split", "compositional", "--predictions", str(tmp_path / "p.json"))
     assert code == 0
     scores = json.loads(out.strip().splitlines()[-1])
-    assert scores["split"] == "compositional" and 0 <= scores["bleu4"] <= 1
+    assert scores["split"] == "compositional" and 0 <= scores["coco_bleu4"] <= 1
     assert len(json.loads((tmp_path / "p.json").read_text())) == scores["num_images"]
 
 
@@ -99,12 +99,12 @@ def test_train_evaluate_export_with_the_cli(capsys, shapes_dir, tmp_path):
     metrics = json.loads(out.strip().splitlines()[-1])
     assert json.loads((model_dir / "config.json").read_text())["precision"] == "mixed_bfloat16"
     assert (model_dir / "checkpoints" / "training.csv").is_file()
-    assert metrics["model_dir"] == str(model_dir) and 0 <= metrics["bleu4_test"] <= 1
+    assert metrics["model_dir"] == str(model_dir) and 0 <= metrics["coco_bleu4_test"] <= 1
     assert json.loads((model_dir / "config.json").read_text())["model_type"] == "transformer"
 
     code, out, _ = run_cli(capsys, "evaluate", "captioner", "--model", str(model_dir), "--data", str(shapes_dir),
                         "--split", "test", "--beam-size", "3")
-    assert code == 0 and 0 <= json.loads(out)["bleu4"] <= 1
+    assert code == 0 and 0 <= json.loads(out)["coco_bleu4"] <= 1
 
     code, out, _ = run_cli(capsys, "export", "--model", str(model_dir), "--out", str(tmp_path / "sm"))
     assert code == 0

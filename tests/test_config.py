@@ -113,3 +113,11 @@ def test_every_field_is_documented():
     for config_class in TASK_CONFIGS.values():
         for field in dataclasses.fields(config_class):
             assert field.metadata.get("help"), field.name
+
+
+def test_length_buckets_need_cached_features():
+    from vlm_keras.config import CaptionerConfig
+
+    with pytest.raises(ValueError, match="bucket_by_length.*fine_tune"):
+        CaptionerConfig(bucket_by_length=True, fine_tune=True)
+    assert CaptionerConfig(bucket_by_length=True).bucket_by_length

@@ -155,7 +155,7 @@ def test_two_workers_train_the_captioner_to_identical_weights(shapes_dir, tmp_pa
         r = train_captioner(data={str(shapes_dir)!r}, epochs=2, image_size=32, units=16, embed_dim=8,
                             num_layers=1, batch_size=8, seed=2, verbose=0, eval_splits=("test",),
                             out=os.environ["WORKER_OUT"])
-        print(json.dumps({{"replicas": r.config["replicas"], "bleu4": r.metrics["bleu4_test"],
+        print(json.dumps({{"replicas": r.config["replicas"], "bleu4": r.metrics["coco_bleu4_test"],
                           "loss": r.history["loss"], "checkpoints": r.checkpoint_dir}}))
     """, tmp_path)
     for code, out, err in outputs:

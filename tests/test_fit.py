@@ -33,7 +33,7 @@ TRAIN = """
     r = train_captioner(data=DATA, epochs=3, image_size=32, units=16, embed_dim=8, num_layers=1,
                         dropout=0.3, batch_size=8, seed=5, verbose=0, eval_splits=("test",), out=sys.argv[1],
                         backup_every=3, callbacks=[KillAt(kill_at)] if kill_at else [])
-    print(json.dumps({"bleu4": r.metrics["bleu4_test"], "val_loss": r.history["val_loss"],
+    print(json.dumps({"bleu4": r.metrics["coco_bleu4_test"], "val_loss": r.history["val_loss"],
                       "resumed_from": r.metrics["resumed_from"]}))
 """
 
@@ -81,7 +81,7 @@ EVALUATION = """
         Captioner.evaluate = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
     r = train_captioner(data=DATA, epochs=2, image_size=32, units=16, embed_dim=8, num_layers=1, batch_size=16,
                         seed=5, verbose=0, eval_splits=("test",), out=sys.argv[1])
-    print(json.dumps({"bleu4": r.metrics["bleu4_test"], "val_loss": r.history["val_loss"],
+    print(json.dumps({"bleu4": r.metrics["coco_bleu4_test"], "val_loss": r.history["val_loss"],
                       "resumed_from": r.metrics["resumed_from"], "train_seconds": r.metrics["train_seconds"]}))
 """
 
@@ -98,7 +98,7 @@ def test_a_run_killed_after_training_keeps_its_model_and_resumes_without_trainin
     # Nothing is lost: the model folder is complete (it loads, its manifest checks out) and the
     # backup that finished training is still there.
     saved = load_model(out)
-    assert len(saved.history["val_loss"]) == 2 and "bleu4_test" not in saved.metrics
+    assert len(saved.history["val_loss"]) == 2 and "coco_bleu4_test" not in saved.metrics
     state = json.loads((out / "checkpoints" / "backup" / "state.json").read_text())
     assert (state["epoch"], state["step"]) == (2, 0)
     rows = list(csv.DictReader(open(out / "checkpoints" / "training.csv")))
@@ -119,7 +119,7 @@ def test_a_run_killed_after_training_keeps_its_model_and_resumes_without_trainin
     assert list(csv.DictReader(open(out / "checkpoints" / "training.csv"))) == rows
     assert not (out / "checkpoints" / "backup").exists()
     final = load_model(out)
-    assert final.metrics["bleu4_test"] == pytest.approx(got["bleu4"])
+    assert final.metrics["coco_bleu4_test"] == pytest.approx(got["bleu4"])
     images = saved.encode_images(np.zeros((2, 32, 32, 3), np.float32))
     assert final.caption_features(images) == saved.caption_features(images)
 
@@ -223,3 +223,35 @@ def test_tensorboard_logs_scalars_and_sample_captions(shapes_dir, tmp_path):
     assert any("loss" in tag for tag in scalars)
     assert texts and texts[0].startswith("1. ")
     assert os.path.isfile(tmp_path / "m" / "checkpoints" / "training.csv")
+
+
+def _tiny_fit(tmp_path, epochs, verbose=1):
+    import keras
+    import tensorflow as tf
+
+    from vlm_keras.distribute import get_strategy
+    from vlm_keras.fit import resumable_fit
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = tf.data.Dataset.from_tensor_slices((np.ones((8, 2), "float32"), np.ones((8, 1), "float32"))).batch(4)
+    (tmp_path / "run").mkdir()
+    return resumable_fit(model, lambda epoch, skip: data.skip(skip), data, epochs, tmp_path / "run",
+                         strategy=get_strategy("default"), verbose=verbose)
+
+
+def test_progress_counts_the_runs_epochs_and_prints_a_line_per_epoch_outside_a_terminal(tmp_path, capsys):
+    _tiny_fit(tmp_path, 3)
+    out = capsys.readouterr().out
+    # Each epoch is its own fit(): the count is the run's (3), not fit()'s own ("Epoch 3/3", never "1/1").
+    assert [line for line in out.splitlines() if line.startswith("Epoch ")] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    # Captured output is no terminal: one summary line per epoch, no carriage-return redraws.
+    assert "\r" not in out and out.count("val_loss") == 3
+
+
+def test_progress_redraws_in_a_terminal(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("vlm_keras.fit.live_progress", lambda: True)
+    _tiny_fit(tmp_path, 2)
+    out = capsys.readouterr().out
+    assert "Epoch 2/2" in out and "\r" in out

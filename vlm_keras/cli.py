@@ -21,7 +21,7 @@ import zipfile
 # Before TensorFlow is imported: fewer C++ info lines on stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from vlm_keras.config import (RunConfig, TASK_CONFIGS, add_arguments,  # noqa: E402  (no TensorFlow import)
+from vlm_keras.config import (RunConfig, TASK_CONFIGS, VQAConfig, add_arguments,  # noqa: E402  (no TF import)
                               from_arguments)
 from vlm_keras.errors import VlmKerasError  # noqa: E402
 from vlm_keras.io import log  # noqa: E402
@@ -46,11 +46,13 @@ def _positive_int(text):
     return value
 
 
-def _add_evaluation_options(parser):
+def _add_evaluation_options(parser, questions=False):
     """The options every `evaluate` command shares."""
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--split", default="test")
-    add_arguments(parser, RunConfig, only=("data", "num_images", "seed", "data_root"))
+    add_arguments(parser, RunConfig, only=("data", "num_images", "seed", "data_root", "annotations", "images"))
+    if questions:
+        add_arguments(parser, VQAConfig, only=("questions",))
 
 
 def build_parser():
@@ -77,16 +79,29 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", help="score a model; JSON on stdout")
     eval_kinds = evaluate.add_subparsers(dest="task", metavar="TASK", required=True)
-    ecap = eval_kinds.add_parser("captioner", help="BLEU-1..4 over all references")
+    ecap = eval_kinds.add_parser("captioner", help="the COCO caption metrics (BLEU-1..4, CIDEr-D, ROUGE-L, "
+                                                   "METEOR, SPICE) over all references")
     _add_evaluation_options(ecap)
     ecap.add_argument("--predictions", help="write captions here in the COCO results format")
     ecap.add_argument("--beam-size", type=_positive_int, default=1, help="1: greedy; k > 1: beam search")
-    evqa = eval_kinds.add_parser("vqa", help="official VQA accuracy, overall and per type")
-    _add_evaluation_options(evqa)
+    evqa = eval_kinds.add_parser("vqa", help="official VQA accuracy, overall and per type (questions without "
+                                             "answers, as VQA v2 test-dev: answered and written, not scored)")
+    _add_evaluation_options(evqa, questions=True)
     evqa.add_argument("--predictions", help="write answers here in the VQA results format")
     eret = eval_kinds.add_parser("retrieval", help="Recall@1/5/10 both ways and median rank, "
                                                    "every image of the split against every caption")
     _add_evaluation_options(eret)
+
+    score = commands.add_parser("score", help="score a results file with the field's metrics; JSON on stdout")
+    score_kinds = score.add_subparsers(dest="kind", metavar="KIND", required=True)
+    scap = score_kinds.add_parser("captions", help="the COCO caption metrics (as pycocoevalcap) of a COCO "
+                                                   "results file, from any project")
+    scap.add_argument("annotations", metavar="ANNOTATIONS.json", help="COCO captions annotations (the references)")
+    scap.add_argument("results", metavar="RESULTS.json", help='[{"image_id": ..., "caption": ...}]: the images '
+                                                               "scored are those in this file")
+    scap.add_argument("--metrics", default=None, help="comma-separated: bleu,cider,rouge,meteor,spice "
+                                                      "(default: all; METEOR and SPICE when they can run)")
+    scap.add_argument("--per-image", metavar="FILE", help="also write every image's scores here (JSON)")
 
     index = commands.add_parser("index", help="embed a folder of images into a searchable index")
     index.add_argument("--model", required=True, help="retrieval model folder or exported SavedModel")
@@ -184,7 +199,11 @@ def one_line(error):
 
 
 def _data_options(args):
-    return {"num_images": args.num_images, "seed": args.seed, "data_root": args.data_root}
+    options = {"num_images": args.num_images, "seed": args.seed, "data_root": args.data_root}
+    for name in ("annotations", "images", "questions"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
+    return options
 
 
 def cmd_data(args):
@@ -216,6 +235,29 @@ def cmd_evaluate(args):
         options["predictions"] = args.predictions
     report = model.evaluate(args.data, **options)
     return [json.dumps(dict(report, split=args.split))]
+
+
+def cmd_score(args):
+    from vlm_keras.captioning.captioner import COCO_CAPTION_METRICS
+    from vlm_keras.data.formats.coco import read_caption_references, read_coco_results
+    from vlm_keras.io import check_output_file, write_json
+    from vlm_keras.metrics import evaluate_captions
+
+    metrics = COCO_CAPTION_METRICS if args.metrics is None else tuple(m for m in args.metrics.split(",") if m)
+    unknown = sorted(set(metrics) - set(COCO_CAPTION_METRICS))
+    if unknown or not metrics:
+        raise ValueError(f"--metrics {args.metrics!r}: expected some of {', '.join(COCO_CAPTION_METRICS)}")
+    if args.per_image:
+        check_output_file(args.per_image, [args.annotations, args.results], "--per-image")
+    references = read_caption_references(args.annotations)
+    results = read_coco_results(args.results, references)
+    # The images scored are those of the results file, in its order (as COCOEvalCap scores them).
+    scores = evaluate_captions({i: references[i] for i in results}, results, metrics=metrics)
+    if args.per_image:
+        write_json(args.per_image, {str(i): s for i, s in scores["per_image"].items()}, indent=1)
+    summary = {f"coco_{name}": value for name, value in scores["corpus"].items()}
+    summary.update(num_images=len(results), unavailable_metrics=scores["unavailable"])
+    return [json.dumps(summary)]
 
 
 def cmd_index(args):
@@ -330,7 +372,8 @@ def cmd_demo(args):
 
 
 COMMANDS = {"demo": cmd_demo, "data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "ask": cmd_ask,
-            "caption": cmd_caption, "export": cmd_export, "index": cmd_index, "search": cmd_search}
+            "caption": cmd_caption, "export": cmd_export, "index": cmd_index, "search": cmd_search,
+            "score": cmd_score}
 
 if __name__ == "__main__":
     sys.exit(main())

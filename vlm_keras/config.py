@@ -80,8 +80,12 @@ class RunConfig:
     Attributes: see each field's `help` (`vlm-keras train captioner --help` prints them).
     """
 
-    data: str = option("scenes", "'scenes' (the synthetic scenes, written on first use), a folder in the "
-                       "COCO captions / VQA v2 layout, or tfds:NAME")
+    data: str = option("scenes", "'scenes' (the synthetic scenes, written on first use), a folder in a "
+                       "published layout (COCO, Karpathy's splits, Flickr8k, VQA v2), or tfds:NAME")
+    annotations: str = option(None, "annotation files of a dataset in any other layout: FILE (the train split) "
+                              "or SPLIT=FILE,... (COCO captions JSON, a Karpathy file, Flickr8k.token.txt; "
+                              "VQA v2 annotations), with --images", parse=str)
+    images: str = option(None, "the image folder of --annotations (or SPLIT=FOLDER,...)", parse=str)
     epochs: int = option(10, "passes over the training split")
     image_size: int = option(64, "square side images are resized to for VGG16 (use 224 with imagenet weights)")
     batch_size: int = option(128, "examples per replica and step (a step takes batch_size x replicas)")
@@ -90,8 +94,10 @@ class RunConfig:
                           ".h5 path", parse=_weights)
     feature_layer: str = option("block5_conv3", "the VGG16 layer whose grid the model reads",
                                 choices=FEATURE_LAYERS)
-    max_length: int = option(None, "words kept per caption or question (default: the longest training text)",
-                             parse=int)
+    max_length: int = option(None, "words kept per caption or question (default: the 99.9th percentile of the "
+                             "training texts)", parse=int)
+    min_word_count: int = option(1, "words seen fewer times in training become [UNK] (Karpathy's preprocessing "
+                                 "of COCO keeps words seen 5 times or more)")
     num_images: int = option(6000, "images in train + val + test when data is 'scenes'")
     seed: int = option(0, "seeds initialisation, dropout, shuffling and the scenes generator")
     out: str = option(None, "the model folder to write (checkpoints go to OUT/checkpoints)", record=False)
@@ -101,6 +107,10 @@ class RunConfig:
                            "cluster, mirrored with 2+ GPUs, else default)", choices=STRATEGIES)
     precision: str = option("float32", "float32, or mixed precision for GPUs (float16) and TPUs/CPUs "
                             "(bfloat16)", choices=PRECISIONS)
+    feature_precision: str = option("float32", "the frozen encoder's precision when it caches features: "
+                                    "mixed_bfloat16 runs VGG16 in bfloat16 (faster on CPUs with AVX512-BF16 or "
+                                    "AMX; benchmarks/extract_speed.py), whatever `precision` trains in",
+                                    choices=("float32", "mixed_bfloat16"))
     jit_compile: str = option("auto", "XLA for the training step: auto (on with a GPU), true, false", parse=_jit)
     backup_every: int = option(200, "steps between backups that a crashed run resumes from (0: at epoch "
                                "ends only)", parse=_optional_int)
@@ -128,7 +138,8 @@ class RunConfig:
 
     def validate(self):
         """Raises ValueError naming the first option that is out of range."""
-        for name, low in (("epochs", 1), ("image_size", 32), ("batch_size", 1), ("num_images", 10)):
+        for name, low in (("epochs", 1), ("image_size", 32), ("batch_size", 1), ("num_images", 10),
+                          ("min_word_count", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -193,6 +204,12 @@ class CaptionerConfig(RunConfig):
                         "VGG16 grid per word; transformer: a Transformer decoder over the grid",
                         flag="--model-type", choices=CAPTIONER_TYPES)
     fine_tune: bool = option(False, "train VGG16 too (slow on a CPU); else its features are cached once")
+    bucket_by_length: bool = option(False, "batches of captions of one length, each cut to its longest caption: "
+                                    "fewer padding positions to run (a third fewer on the scenes), a different "
+                                    "batch order")
+    checkpoint_metric: str = option("val_loss", "the epoch whose weights are kept: the lowest val_loss, or the "
+                                    "highest val_cider_d (COCO CIDEr-D of greedy captions of the val split, "
+                                    "as LAVIS selects)", choices=("val_loss", "val_cider_d"))
 
     TASK: ClassVar[str] = "captioning"
     LEARNING_RATES: ClassVar[dict] = {"lstm": 3e-3, "attention": 3e-3, "transformer": 1e-3}
@@ -200,6 +217,11 @@ class CaptionerConfig(RunConfig):
     @property
     def resolved_learning_rate(self):
         return self.learning_rate if self.learning_rate is not None else self.LEARNING_RATES[self.model]
+
+    def validate(self):
+        super().validate()
+        if self.bucket_by_length and self.fine_tune:
+            raise ValueError("bucket_by_length batches cached features; it does not combine with fine_tune")
 
 
 @dataclasses.dataclass
@@ -219,6 +241,9 @@ class VQAConfig(RunConfig):
     learning_rate: float = option(2e-3, "Adam's learning rate at the first step (then a cosine decay)",
                                   parse=float)
     top_k_answers: int = option(1000, "the answer vocabulary keeps the most frequent answers")
+    questions: str = option(None, "VQA v2 questions files of a dataset in any other layout: FILE (the train "
+                            "split) or SPLIT=FILE,..., with --images (and --annotations for the answers)",
+                            parse=str)
 
     TASK: ClassVar[str] = "vqa"
 

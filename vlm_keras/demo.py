@@ -1,7 +1,8 @@
 """`vlm-keras demo`: the scenes dataset -> train -> evaluate -> export -> reload the export -> use it.
 
 One demo per task (`--task captioning|vqa|retrieval`); each writes its data and models under
-`--workdir`, reports its stages on stderr and returns one JSON-able summary.
+`--workdir`, reports its stages and their seconds on stderr and returns one JSON-able summary
+(with "stage_seconds").
 """
 
 import os
@@ -12,7 +13,7 @@ from vlm_keras.config import RunConfig
 from vlm_keras.io import log
 
 # The demo's own settings where they differ from the trainers' defaults.
-DEMO_EPOCHS = {"captioning": 8, "vqa": 10, "retrieval": 10}
+DEMO_EPOCHS = {"captioning": 7, "vqa": 10, "retrieval": 10}
 
 
 def add_demo_arguments(parser):
@@ -25,6 +26,26 @@ def add_demo_arguments(parser):
     parser.add_argument("--seed", type=int, default=0)
 
 
+class _Stages:
+    """Logs "[k/n] what" as each stage begins and its seconds as it ends."""
+
+    def __init__(self, total):
+        self.total, self.done, self.seconds = total, 0, {}
+        self.name, self.started = None, None
+
+    def __call__(self, name, message):
+        self.end()
+        self.done += 1
+        self.name, self.started = name, time.perf_counter()
+        log(f"[{self.done}/{self.total}] {message}")
+
+    def end(self):
+        if self.name is not None:
+            self.seconds[self.name] = round(time.perf_counter() - self.started, 1)
+            log(f"      {self.name}: {self.seconds[self.name]} s")
+            self.name = None
+
+
 def run_demo(args):
     """Runs the demo of `args.task`; returns its summary (the figures, the folders, samples)."""
     from vlm_keras.data.scenes.dataset import write_scenes_dataset
@@ -34,19 +55,21 @@ def run_demo(args):
     data_dir = workdir / "data" / f"scenes-n{args.num_images}-seed{args.seed}"
     name = {"captioning": "captioner"}.get(args.task, args.task)
     model_dir, export_dir = workdir / "saved_models" / f"{name}_model", workdir / "saved_models" / name
-    log(f"[1/5] scenes dataset -> {data_dir}")
+    stage = _Stages(4)
+    stage("scenes", f"scenes dataset -> {data_dir}")
     write_scenes_dataset(data_dir, num_images=args.num_images, seed=args.seed)
     options = dict(data=str(data_dir), epochs=args.epochs or DEMO_EPOCHS[args.task], image_size=args.image_size,
                    seed=args.seed, out=model_dir)
     demo = {"captioning": _captioning, "vqa": _vqa, "retrieval": _retrieval}[args.task]
-    summary = demo(data_dir, export_dir, options)
-    summary.update({"seconds": round(time.perf_counter() - started, 1), "model_dir": str(model_dir),
-                    "export_path": str(export_dir)})
-    log("[5/5] done")
+    summary = demo(data_dir, export_dir, options, stage)
+    stage.end()
+    summary.update({"seconds": round(time.perf_counter() - started, 1), "stage_seconds": stage.seconds,
+                    "model_dir": str(model_dir), "export_path": str(export_dir)})
+    log(f"done in {summary['seconds']} s")
     return summary
 
 
-def _captioning(data_dir, export_dir, options):
+def _captioning(data_dir, export_dir, options, stage):
     """Trains the document's VGG16 + LSTM captioner, exports it, captions 4 test images with the export."""
     import tensorflow as tf
 
@@ -54,11 +77,12 @@ def _captioning(data_dir, export_dir, options):
     from vlm_keras.data.formats import coco
     from vlm_keras.export import load_saved_model
 
-    log(f"[2/5] training the VGG16 + LSTM captioner ({options['epochs']} epochs, {options['image_size']} px)")
+    stage("train and evaluate", f"training the VGG16 + LSTM captioner ({options['epochs']} epochs, "
+                                f"{options['image_size']} px)")
     result = train_captioner(**options)
-    log(f"[3/5] exporting a SavedModel -> {export_dir}")
+    stage("export", f"exporting a SavedModel -> {export_dir}")
     result.export(export_dir)
-    log("[4/5] reloading the export and captioning test images")
+    stage("use the export", "reloading the export and captioning test images")
     _, serve, _ = load_saved_model(export_dir)
     test = coco.load_caption_split(data_dir, "test", check_images=False)
     samples = []
@@ -67,13 +91,13 @@ def _captioning(data_dir, export_dir, options):
         samples.append({"image": os.path.relpath(path), "caption": caption, "reference": refs[0]})
         log(f"    {os.path.basename(path)}: {caption!r}   (a reference: {refs[0]!r})")
     m = result.metrics
-    return {"bleu1_test": round(m["bleu1_test"], 4), "bleu4_test": round(m["bleu4_test"], 4),
-            "bleu4_compositional": round(m["bleu4_compositional"], 4),
-            "ms_per_caption": round(m["ms_per_caption_test"], 3), "train_seconds": round(m["train_seconds"], 1),
-            "samples": samples}
+    figures = {f"{key}_{split}": round(m[f"{key}_{split}"], 4) for split in ("test", "compositional")
+               for key in ("coco_bleu4", "coco_cider_d", "coco_rouge_l", "coco_meteor") if f"{key}_{split}" in m}
+    return dict(figures, ms_per_caption=round(m["ms_per_caption_test"], 3), train_seconds=round(m["train_seconds"], 1),
+                samples=samples)
 
 
-def _vqa(data_dir, export_dir, options):
+def _vqa(data_dir, export_dir, options, stage):
     """Trains the attention VQA model, exports it, asks 6 test questions through the export."""
     import tensorflow as tf
 
@@ -83,11 +107,12 @@ def _vqa(data_dir, export_dir, options):
     from vlm_keras.vqa import train_vqa
 
     write_vqa_dataset(data_dir, seed=options["seed"])
-    log(f"[2/5] training the attention VQA model ({options['epochs']} epochs, {options['image_size']} px)")
+    stage("train and evaluate", f"training the attention VQA model ({options['epochs']} epochs, "
+                                f"{options['image_size']} px)")
     result = train_vqa(model="attention", **options)
-    log(f"[3/5] exporting a SavedModel -> {export_dir}")
+    stage("export", f"exporting a SavedModel -> {export_dir}")
     result.export(export_dir)
-    log("[4/5] reloading the export and asking questions about test images")
+    stage("use the export", "reloading the export and asking questions about test images")
     _, serve, _ = load_saved_model(export_dir)
     test = load_vqa_split(data_dir, "test", check_images=False)
     samples = []
@@ -103,7 +128,7 @@ def _vqa(data_dir, export_dir, options):
             "train_seconds": round(m["train_seconds"], 1), "samples": samples}
 
 
-def _retrieval(data_dir, export_dir, options):
+def _retrieval(data_dir, export_dir, options, stage):
     """Trains the dual encoder, exports it, indexes the test images with the export and searches
     them with test captions."""
     from vlm_keras.data.formats import coco
@@ -111,11 +136,13 @@ def _retrieval(data_dir, export_dir, options):
     from vlm_keras.retrieval.index import index_folder, load_index, open_embedder, search
 
     index_file = export_dir.parent / "test_images.npz"
-    log(f"[2/5] training the dual encoder contrastively ({options['epochs']} epochs, {options['image_size']} px)")
+    stage("train and evaluate", f"training the dual encoder contrastively ({options['epochs']} epochs, "
+                                f"{options['image_size']} px)")
     result = train_retrieval(**options)
-    log(f"[3/5] exporting a SavedModel -> {export_dir}")
+    stage("export", f"exporting a SavedModel -> {export_dir}")
     result.export(export_dir)
-    log(f"[4/5] indexing the test images with the export -> {index_file}; searching them with test captions")
+    stage("use the export", f"indexing the test images with the export -> {index_file}; searching them "
+                            "with test captions")
     index_folder(export_dir, data_dir / "test", index_file)
     test = coco.load_caption_split(data_dir, "test", check_images=False)
     index, embedder = load_index(index_file), open_embedder(export_dir)

@@ -27,7 +27,7 @@ import numpy as np
 
 from vlm_keras.distribute import fit_context
 from vlm_keras.errors import ResumeError
-from vlm_keras.io import atomic_write, ensure_free_space, log, read_json, write_json
+from vlm_keras.io import atomic_write, ensure_free_space, live_progress, log, read_json, write_json
 
 BACKUP_DIR = "backup"
 CSV_LOG = "training.csv"
@@ -186,6 +186,22 @@ class TextSamples(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class RunProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, counting the run's epochs: each epoch is its own `fit()` (see
+    `resumable_fit`), which would print "Epoch 5/5" when 8 are planned. Outside a terminal or a
+    notebook it prints one line per epoch (`verbose=2`), not a redraw per step."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self.run_epochs
+        if self.verbose == 1 and not live_progress():
+            self.verbose = 2
+
+
 def _require_tensorboard():
     try:
         import tensorboard  # noqa: F401
@@ -196,7 +212,7 @@ def _require_tensorboard():
 
 def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir, *, strategy,
                   verbose=1, backup_every=200, tensorboard=False, sample_fn=None, callbacks=(),
-                  monitor="val_loss", mode="min", settings=None):
+                  monitor="val_loss", mode="min", settings=None, metric_callbacks=()):
     """Trains `trained` for `epochs`, resuming from `checkpoint_dir/backup` when it holds a backup.
 
     Args:
@@ -217,6 +233,8 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
         mode: "min" (the lowest value is best) or "max".
         settings: the run's settings (a JSON dict), kept with the backup: a backup written with
             other settings is refused instead of resumed.
+        metric_callbacks: callbacks that add values to each epoch's logs (e.g. "val_cider_d");
+            they run before the best epoch is picked and the logs are written.
 
     Returns:
         (history dict of per-epoch lists, seconds spent training, resumed runs included,
@@ -237,7 +255,7 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
     if resumed is None:
         (checkpoint_dir / CSV_LOG).unlink(missing_ok=True)  # a fresh run starts a fresh log
     # BestWeights before the backup, so the backup records the `best` of the epoch it follows.
-    all_callbacks = [BestWeights(checkpoint_dir, monitor, backup, mode), backup,
+    all_callbacks = [*metric_callbacks, BestWeights(checkpoint_dir, monitor, backup, mode), backup,
                      keras.callbacks.CSVLogger(str(checkpoint_dir / CSV_LOG), append=True)]
     if tensorboard:
         _require_tensorboard()
@@ -245,6 +263,8 @@ def resumable_fit(trained, make_train_dataset, val_data, epochs, checkpoint_dir,
         if sample_fn is not None:
             all_callbacks.append(TextSamples(checkpoint_dir / "tensorboard" / "samples", sample_fn))
     all_callbacks.extend(callbacks)
+    if verbose:
+        all_callbacks.append(RunProgress(epochs))
 
     backup.started = time.perf_counter()
     with fit_context(trained, strategy):

@@ -34,6 +34,12 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+def live_progress():
+    """True when a progress bar can redraw itself in place (a terminal or a notebook). Into a log
+    file or a pipe, Keras' bar would write every redraw: there one line per epoch is printed."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
 def temporary_sibling(path, suffix=""):
     """A unique hidden name next to `path`: `.NAME.<12 hex>.tmp<suffix>`.
 

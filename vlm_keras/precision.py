@@ -11,6 +11,18 @@ import contextlib
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def cpu_supports_bfloat16():
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16, which oneDNN
+    uses); elsewhere TensorFlow emulates it, slower than float32. Always False off Linux/x86,
+    where it is not checked."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as file:
+            flags = file.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def check_precision(precision):
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")

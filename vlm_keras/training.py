@@ -21,8 +21,8 @@ import keras
 
 from vlm_keras import __version__
 from vlm_keras.bundle import CHECKPOINT_DIR, check_model_folder
-from vlm_keras.data.formats import coco
-from vlm_keras.data.sources import resolve_data_dir, resolve_vqa_dir
+from vlm_keras.data.formats.reader import DatasetError
+from vlm_keras.data.sources import caption_source, vqa_source
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.distribute import get_strategy, global_batch_size, is_chief
 from vlm_keras.encoders.features import cached_features
@@ -82,27 +82,28 @@ class TrainingRun:
             yield
 
     # -- data and features ---------------------------------------------------------------------
-    def data_dir(self, questions=False):
-        """The dataset folder `config.data` names (written first for "scenes" and TFDS); with
-        `questions`, one that also holds VQA v2 questions (the scenes get theirs written)."""
+    def source(self, questions=False):
+        """The dataset the config names (`data`, or `annotations` / `questions` with `images`), in
+        any published layout; with `questions`, a VQA dataset (the scenes get theirs written)."""
         config = self.config
-        resolve = resolve_vqa_dir if questions else resolve_data_dir
-        return resolve(config.data, num_images=config.num_images, seed=config.seed, data_root=config.data_root,
+        options = dict(num_images=config.num_images, seed=config.seed, data_root=config.data_root,
                        verbose=bool(self.verbose))
+        if questions:
+            return vqa_source(config.data, questions=config.questions, annotations=config.annotations,
+                              images=config.images, **options)
+        return caption_source(config.data, annotations=config.annotations, images=config.images, **options)
 
     def caption_data(self):
-        """A captions dataset: (data_dir, its splits, the train split, the val split or None, the
+        """A captions dataset: (its source, its splits, the train split, the val split or None, the
         tokenizer built from every training caption)."""
-        data_dir = self.data_dir()
-        train_split = coco.load_caption_split(data_dir, "train")
-        available = coco.list_caption_splits(data_dir)
-        val_split = coco.load_caption_split(data_dir, "val") if "val" in available else None
+        data_dir = self.source()
+        train_split, val_split = train_and_val(data_dir)
         tokenizer = Tokenizer.from_texts([c for refs in train_split.captions for c in refs],
-                                         max_length=self.config.max_length)
+                                         max_length=self.config.max_length, min_count=self.config.min_word_count)
         if self.verbose:
             log(f"train: {len(train_split)} images, {sum(map(len, train_split.captions))} captions; "
                 f"vocabulary {tokenizer.vocab_size} tokens; {tokenizer.describe_lengths('captions')}")
-        return data_dir, available, train_split, val_split, tokenizer
+        return data_dir, data_dir.splits, train_split, val_split, tokenizer
 
     def build_encoder(self, trainable=False):
         """The config's image encoder (VGG16 at `image_size`, `weights`, `feature_layer`)."""
@@ -112,8 +113,17 @@ class TrainingRun:
                                        feature_layer=config.feature_layer)
 
     def features(self, encoder, image_paths, what):
-        """The frozen encoder's features of `image_paths`, computed once, as one tensor."""
-        return cached_features(encoder, image_paths, self.config.image_size, verbose=self.verbose, what=what)
+        """The frozen encoder's features of `image_paths`, computed once, as one tensor; in bfloat16
+        when `feature_precision` asks for it (a twin of `encoder` with its weights)."""
+        config = self.config
+        if config.feature_precision != config.precision and config.feature_precision == "mixed_bfloat16":
+            if getattr(self, "_bfloat16_encoder", None) is None:
+                with dtype_policy("mixed_bfloat16"):
+                    self._bfloat16_encoder = build_image_encoder(config.image_size, weights=None,
+                                                                 feature_layer=config.feature_layer)
+                self._bfloat16_encoder.set_weights(encoder.get_weights())
+            encoder = self._bfloat16_encoder
+        return cached_features(encoder, image_paths, config.image_size, verbose=self.verbose, what=what)
 
     # -- training ------------------------------------------------------------------------------
     def compile(self, trained, learning_rate=None, **compile_options):
@@ -140,7 +150,8 @@ class TrainingRun:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def fit(self, trained, train_batches, val_data, monitor="val_loss", mode="min", sample_fn=None):
+    def fit(self, trained, train_batches, val_data, monitor="val_loss", mode="min", sample_fn=None,
+            metric_callbacks=()):
         """`resumable_fit` with the config's settings; returns the per-epoch history.
 
         Args:
@@ -149,6 +160,7 @@ class TrainingRun:
             val_data: validation batches, or None.
             monitor, mode: what picks the epoch whose weights are kept.
             sample_fn: strings logged to TensorBoard after each epoch (with `tensorboard`).
+            metric_callbacks: callbacks that add values to the epoch's logs before `monitor` is read.
         """
         config = self.config
         self.checkpoint_folder = self.checkpoint_dir()
@@ -159,7 +171,8 @@ class TrainingRun:
         self.history, self.train_seconds, self.resumed = resumable_fit(
             trained, train_batches, val_data, config.epochs, self.checkpoint_folder, strategy=self.strategy,
             verbose=self.verbose, backup_every=config.backup_every or None, tensorboard=config.tensorboard,
-            callbacks=config.callbacks, sample_fn=sample_fn, monitor=monitor, mode=mode, settings=settings)
+            callbacks=config.callbacks, sample_fn=sample_fn, monitor=monitor, mode=mode, settings=settings,
+            metric_callbacks=metric_callbacks)
         return self.history
 
     # -- the model folder ----------------------------------------------------------------------
@@ -199,3 +212,12 @@ class TrainingRun:
             result.save_metrics(self.config.out)
         discard_backup(self.checkpoint_folder)  # everything is written: nothing left to resume
         return result
+
+
+def train_and_val(source, what="dataset"):
+    """A source's (train split, val split or None); DatasetError when it has no train split."""
+    available = source.splits
+    if "train" not in available:
+        raise DatasetError(f"the {what} in '{source.root}' ({source.layout}) has no train split; splits: "
+                           f"{', '.join(available) or 'none'}")
+    return source.split("train"), source.split("val") if "val" in available else None

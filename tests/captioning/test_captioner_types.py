@@ -32,7 +32,7 @@ def trained(request, shapes_dir, tmp_path_factory):
 def test_trains_and_scores(trained):
     model_type, result, out = trained
     assert result.config["model_type"] == model_type
-    assert 0.0 <= result.metrics["bleu4_test"] <= 1.0
+    assert 0.0 <= result.metrics["coco_bleu4_test"] <= 1.0
     assert json.loads((out / "config.json").read_text())["model_options"] == SIZES[model_type]
 
 
@@ -101,3 +101,20 @@ def test_lstm_has_no_attention_map(tiny_captioner, shapes_dir):
     image = coco.load_caption_split(shapes_dir, "test").image_paths[0]
     with pytest.raises(ValueError, match="no attention over image regions"):
         tiny_captioner.attention([image])
+
+
+def test_incremental_decoding_gives_the_prefix_re_run_s_captions(trained, shapes_dir):
+    """Trained models: greedy and beam search a step at a time pick the tokens of the reference
+    loops that re-run the whole prefix every word."""
+    import tensorflow as tf
+
+    from vlm_keras.captioning.decoding import beam_search, beam_search_prefix, greedy_decode, greedy_decode_prefix
+
+    _, result, _ = trained
+    features = tf.constant(result.encode_images(coco.load_caption_split(shapes_dir, "test").image_paths))
+    decoder, steps = result.decoder, result.max_steps
+    for fast, reference in ((greedy_decode, greedy_decode_prefix), (beam_search, beam_search_prefix)):
+        tokens, log_probs = fast(decoder, features, steps)
+        expected_tokens, expected_log_probs = reference(decoder, features, steps)
+        np.testing.assert_array_equal(tokens, expected_tokens)
+        np.testing.assert_allclose(log_probs, expected_log_probs, atol=1e-4)

@@ -26,7 +26,11 @@ def test_train_captioner_returns_model_history_metrics(tiny_captioner):
     assert len(result.history["loss"]) == 2 and "val_loss" in result.history
     for split in ("test", "compositional"):
         for n in (1, 2, 3, 4):
-            assert 0.0 <= result.metrics[f"bleu{n}_{split}"] <= 1.0
+            assert 0.0 <= result.metrics[f"coco_bleu{n}_{split}"] <= 1.0
+            assert 0.0 <= result.metrics[f"nltk_bleu{n}_{split}"] <= 1.0
+        assert result.metrics[f"coco_cider_d_{split}"] >= 0.0 and 0 <= result.metrics[f"coco_rouge_l_{split}"] <= 1
+        assert result.metrics[f"unavailable_metrics_{split}"] == {}  # METEOR and SPICE were not asked for
+    assert "bleu4_test" not in result.metrics  # every caption figure names its convention
     assert result.metrics["seconds"] > 0
     assert not result.encoder.trainable_weights  # frozen by default
 
@@ -59,7 +63,7 @@ def test_keras_round_trip(tiny_captioner, tiny_model_dir, shapes_dir):
                                tiny_captioner.model.predict(x, verbose=0), atol=1e-5)
     assert loaded.tokenizer.id_to_token == tiny_captioner.tokenizer.id_to_token
     assert loaded.history == tiny_captioner.history and loaded.config == tiny_captioner.config
-    assert loaded.metrics["bleu4_test"] == pytest.approx(tiny_captioner.metrics["bleu4_test"])
+    assert loaded.metrics["coco_bleu4_test"] == pytest.approx(tiny_captioner.metrics["coco_bleu4_test"])
 
 
 def test_load_errors(tmp_path):

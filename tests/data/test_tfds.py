@@ -207,7 +207,7 @@ def test_train_captioner_on_a_tfds_dataset(tfds_env, data_root):
                              units=16, embed_dim=8, num_layers=1, batch_size=16, verbose=0,
                              eval_splits=("test",))
     assert np.isfinite(result.history["loss"]).all()
-    assert 0.0 <= result.metrics["bleu4_test"] <= 1.0
+    assert 0.0 <= result.metrics["coco_bleu4_test"] <= 1.0
     assert result.config["data"] == "tfds:" + TINY
 
 

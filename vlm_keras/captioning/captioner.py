@@ -5,6 +5,7 @@ exports a SavedModel. `train_captioner()` returns one.
 The model folder layout is `vlm_keras.bundle`'s.
 """
 
+import os
 import time
 
 import numpy as np
@@ -19,7 +20,49 @@ from vlm_keras.data.formats import coco
 from vlm_keras.data.sources import caption_split_of
 from vlm_keras.data.text import START_ID, tokenize
 from vlm_keras.encoders.features import extract_features
-from vlm_keras.metrics import bleu_scores
+from vlm_keras.metrics import evaluate_captions, nltk_bleu_scores
+
+
+COCO_CAPTION_METRICS = ("bleu", "cider", "rouge", "meteor", "spice")
+
+
+def caption_metrics():
+    """The COCO metrics an evaluation computes by default: all five, or those named in
+    $VLM_KERAS_CAPTION_METRICS (e.g. "bleu,cider,rouge": METEOR starts a Java VM, ~10 s)."""
+    chosen = os.environ.get("VLM_KERAS_CAPTION_METRICS")
+    if not chosen:
+        return COCO_CAPTION_METRICS
+    names = tuple(name.strip() for name in chosen.split(",") if name.strip())
+    unknown = sorted(set(names) - set(COCO_CAPTION_METRICS))
+    if unknown:
+        raise ValueError(f"VLM_KERAS_CAPTION_METRICS names {', '.join(unknown)}; expected some of "
+                         f"{', '.join(COCO_CAPTION_METRICS)}")
+    return names
+
+
+def caption_scores(image_ids, references, generated, metrics=None):
+    """Scores generated captions against their references, as the field reports them.
+
+    Args:
+        image_ids: (N,) image ids.
+        references: (N,) lists of reference captions (raw strings).
+        generated: (N,) generated captions.
+        metrics: COCO metrics to compute (default `caption_metrics()`).
+
+    Returns:
+        {"coco_bleu1".."coco_bleu4", "coco_cider_d", "coco_rouge_l", "coco_meteor", "coco_spice":
+        the COCO caption evaluation (pycocoevalcap's numbers, PTB-tokenised); "nltk_bleu1".."nltk_bleu4":
+        nltk's corpus BLEU on this project's tokens (not comparable with papers);
+        "unavailable_metrics": {metric: why it was not computed}}.
+    """
+    ids = list(image_ids)
+    coco_eval = evaluate_captions(dict(zip(ids, references)), dict(zip(ids, generated)),
+                                  metrics=metrics or caption_metrics())
+    scores = {f"coco_{name}": value for name, value in coco_eval["corpus"].items()}
+    nltk = nltk_bleu_scores([tokenize(refs) for refs in references], tokenize(generated))
+    scores.update({f"nltk_{name}": value for name, value in nltk.items()})
+    scores["unavailable_metrics"] = coco_eval["unavailable"]
+    return scores
 
 
 class Captioner(ModelBundle):
@@ -129,8 +172,8 @@ class Captioner(ModelBundle):
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, data="scenes", split="test", predictions=None, batch_size=64, verbose=1,
-                 beam_size=1, **data_kwargs):
-        """Corpus BLEU-1..4 on a split, with every reference of each image.
+                 beam_size=1, metrics=None, **data_kwargs):
+        """The COCO caption metrics on a split, with every reference of each image.
 
         Args:
             data: "scenes", a COCO-format folder, or a loaded `CaptionSplit` (then `split` is unused).
@@ -138,9 +181,12 @@ class Captioner(ModelBundle):
             predictions: optional path; the captions are written there in the COCO results format.
                 It is checked before any work (never a file the evaluation reads).
             beam_size: 1 for greedy decoding, k > 1 for beam search of width k.
+            metrics: the COCO metrics to compute (default `caption_metrics()`: all, METEOR and
+                SPICE when pycocoevalcap and Java can run them).
 
         Returns:
-            {"bleu1".."bleu4", "num_images", "ms_per_caption"}.
+            `caption_scores`' dict (coco_bleu1..4, coco_cider_d, coco_rouge_l [, coco_meteor,
+            coco_spice], nltk_bleu1..4, unavailable_metrics), "num_images" and "ms_per_caption".
         """
         if int(beam_size) < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -153,8 +199,7 @@ class Captioner(ModelBundle):
         start = time.perf_counter()
         generated = self.caption_features(features, batch_size=batch_size, beam_size=beam_size)
         seconds = time.perf_counter() - start
-        references = [tokenize(refs) for refs in caption_split.captions]
-        scores = bleu_scores(references, tokenize(generated))
+        scores = caption_scores(caption_split.image_ids, caption_split.captions, generated, metrics)
         scores["num_images"] = len(caption_split)
         scores["ms_per_caption"] = 1000.0 * seconds / max(1, len(caption_split))
         if predictions:

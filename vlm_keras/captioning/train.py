@@ -1,17 +1,43 @@
 """`train_captioner()`: VGG16 features -> a caption decoder, trained with teacher forcing."""
 
+import keras
+
 from vlm_keras.captioning.captioner import Captioner
 from vlm_keras.captioning.losses import MaskedTokenAccuracy, caption_loss
 from vlm_keras.captioning.models import DECODER_BUILDERS, build_caption_decoder, build_captioner
 from vlm_keras.config import CaptionerConfig, check_model_options
 from vlm_keras.data import pipeline
-from vlm_keras.data.formats import coco
 from vlm_keras.encoders.vgg16 import image_input
+from vlm_keras.metrics import evaluate_captions, tokenize_captions
 from vlm_keras.training import TrainingRun
 
 
+class ValidationCIDEr(keras.callbacks.Callback):
+    """Adds "val_cider_d" to every epoch's logs: the COCO CIDEr-D of greedy captions of the
+    validation images against their references, so the best epoch can be picked by it.
+
+    Args:
+        caption_fn: `caption_fn()` -> one generated caption per validation image.
+        image_ids: the validation images' ids.
+        references: their reference captions (PTB-tokenised once, here).
+    """
+
+    def __init__(self, caption_fn, image_ids, references):
+        super().__init__()
+        self.caption_fn = caption_fn
+        self.image_ids = list(image_ids)
+        self.references = tokenize_captions(dict(zip(self.image_ids, references)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        generated = tokenize_captions({i: [c] for i, c in zip(self.image_ids, self.caption_fn())})
+        hypotheses = {i: captions[0] for i, captions in generated.items()}
+        score = evaluate_captions(self.references, hypotheses, tokenize=False, metrics=("cider",))
+        if logs is not None:
+            logs["val_cider_d"] = score["corpus"]["cider_d"]
+
+
 def train_captioner(data=None, *, config=None, **options):
-    """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with BLEU.
+    """Trains an image captioner (VGG16 features -> a decoder) and evaluates it with the COCO metrics.
 
     Args:
         data: "scenes" (the offline synthetic scenes; the default), a folder in the COCO captions
@@ -28,6 +54,9 @@ def train_captioner(data=None, *, config=None, **options):
                 features are cached once), max_length, num_images, seed;
             out: the model folder to write; run the same call again after a crash and training
                 resumes from the last backup in out/checkpoints;
+            checkpoint_metric: "val_loss" (default) keeps the epoch of the lowest validation loss,
+                "val_cider_d" that of the highest validation CIDEr-D (greedy captions, computed
+                after every epoch; LAVIS selects its checkpoints so);
             strategy, precision, jit_compile, backup_every, tensorboard, callbacks, eval_splits,
                 data_root, verbose.
             Any other keyword is a size for the decoder builder, e.g. units=256, dropout=0.2 (see
@@ -48,9 +77,9 @@ def train_captioner(data=None, *, config=None, **options):
 def _train(run):
     """The body of `train_captioner` for an open run."""
     config = run.config
-    data_dir, available, train_split, val_split, tokenizer = run.caption_data()
+    source, available, train_split, val_split, tokenizer = run.caption_data()
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
-    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
+    splits = [(s, source.split(s)) for s in config.eval_splits if s in available]
 
     encoder = run.build_encoder(trainable=config.fine_tune)
     with run.scope():
@@ -81,22 +110,39 @@ def _train(run):
 
         def train_batches(epoch, skip):
             return pipeline.caption_dataset(train_features, train_index, train_ids, run.global_batch,
-                                            seed=config.seed, epoch=epoch, skip=skip)
+                                            seed=config.seed, epoch=epoch, skip=skip,
+                                            bucket_by_length=config.bucket_by_length)
 
         val_data = None
         if val_split is not None:
             val_features = run.features(encoder, val_split.image_paths, "val images")
-            val_data = pipeline.caption_dataset(val_features, *val_examples, run.global_batch, shuffle=False)
+            val_data = pipeline.caption_dataset(val_features, *val_examples, run.global_batch, shuffle=False,
+                                                bucket_by_length=config.bucket_by_length)
 
     run.compile(trained, loss=caption_loss(), metrics=[MaskedTokenAccuracy()])
     captioner = Captioner(full_model, tokenizer, run.model_config(config.model))
     samples = val_split.image_paths[:4] if (config.tensorboard and val_split is not None) else []
-    history = run.fit(trained, train_batches, val_data,
+    monitor, metric_callbacks = config.checkpoint_metric, []
+    if monitor == "val_cider_d":
+        if val_split is None:
+            raise ValueError("checkpoint_metric 'val_cider_d' needs a val split; the dataset has none "
+                             "(use checkpoint_metric='val_loss')")
+        caption_val = ((lambda: captioner.caption(val_split.image_paths)) if config.fine_tune
+                       else (lambda: captioner.caption_features(val_features)))
+        metric_callbacks.append(ValidationCIDEr(caption_val, val_split.image_ids, val_split.captions))
+    mode = "max" if monitor == "val_cider_d" else "min"
+    history = run.fit(trained, train_batches, val_data, monitor=monitor, mode=mode, metric_callbacks=metric_callbacks,
                       sample_fn=(lambda: captioner.caption(samples)) if samples else None)
 
-    monitor = "val_loss" if val_data is not None else "loss"
-    return run.finish(
-        captioner, splits,
-        lambda r: f"BLEU-1 {r['bleu1']:.3f}  BLEU-4 {r['bleu4']:.3f}  ({r['num_images']} images, "
-                  f"{r['ms_per_caption']:.2f} ms per caption)",
-        metrics={"best_" + monitor: float(min(history[monitor]))})
+    monitor = monitor if val_data is not None else "loss"
+    best = max if mode == "max" else min
+    return run.finish(captioner, splits, _describe, metrics={"best_" + monitor: float(best(history[monitor]))})
+
+
+def _describe(report):
+    """The line logged for an evaluated split."""
+    figures = [f"{label} {report[key]:.3f}" for key, label in (
+        ("coco_bleu4", "BLEU-4"), ("coco_cider_d", "CIDEr-D"), ("coco_rouge_l", "ROUGE-L"), ("coco_meteor", "METEOR"),
+        ("coco_spice", "SPICE")) if key in report]
+    return (f"COCO {', '.join(figures)} ({report['num_images']} images, {report['ms_per_caption']:.2f} ms "
+            "per caption)")

@@ -44,16 +44,46 @@ def epoch_batches(ds, num_examples, batch_size, shuffle, seed, epoch, skip, per_
     return shard_by_data(ds.batch(batch_size))
 
 
-def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0):
+def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0,
+                    bucket_by_length=False):
     """Teacher-forcing batches: ({image_features, caption_tokens}, next_tokens).
 
     caption_tokens are ids[:, :-1] (starting with <start>), next_tokens are ids[:, 1:]; padding
     targets (id 0) are ignored by the loss. `batch_size` is the global batch; see
-    `epoch_batches` for `seed`, `epoch` and `skip`.
+    `epoch_batches` for `seed`, `epoch` and `skip`. With `bucket_by_length`, each batch holds
+    captions of one length (`length_bucketed_order`) and is cut to its longest caption, so the
+    decoder runs over fewer padding positions; the loss over the real tokens is the same.
     """
     caption_ids = np.asarray(caption_ids)
-    return feature_dataset(features, image_index, {"caption_tokens": caption_ids[:, :-1]}, caption_ids[:, 1:],
-                           batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
+    image_index = np.asarray(image_index)
+    if bucket_by_length:
+        order = length_bucketed_order(np.count_nonzero(caption_ids, axis=1), batch_size, shuffle, seed, epoch)
+        image_index, caption_ids, shuffle = image_index[order], caption_ids[order], False
+    ds = feature_dataset(features, image_index, {"caption_tokens": caption_ids[:, :-1]}, caption_ids[:, 1:],
+                         batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)
+    return ds.map(_cut_padding, num_parallel_calls=AUTOTUNE) if bucket_by_length else ds
+
+
+def length_bucketed_order(lengths, batch_size, shuffle=True, seed=0, epoch=0):
+    """The order of an epoch's examples such that consecutive `batch_size` blocks are captions of
+    (nearly) one length: sorted by length, ties in a (seed, epoch) random order, then the full
+    blocks shuffled (the short block, if any, stays last, so `epoch_batches`' skip still counts
+    whole batches). The order depends on (seed, epoch) alone, as `epoch_batches`' does."""
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
+    order = order[np.argsort(lengths[order], kind="stable")]
+    full = len(order) // batch_size
+    blocks = order[:full * batch_size].reshape(full, batch_size)
+    if shuffle:
+        blocks = blocks[rng.permutation(full)]
+    return np.concatenate([blocks.reshape(-1), order[full * batch_size:]])
+
+
+def _cut_padding(inputs, targets):
+    """A batch cut to its longest caption: (B, T) -> (B, L), L the most real targets of a row."""
+    length = tf.reduce_max(tf.reduce_sum(tf.cast(tf.not_equal(targets, 0), tf.int32), axis=1))
+    return dict(inputs, caption_tokens=inputs["caption_tokens"][:, :length]), targets[:, :length]
 
 
 def image_caption_dataset(image_paths, image_index, caption_ids, image_input, batch_size, shuffle=True,

@@ -1,12 +1,17 @@
-"""Turns a user's `data=` argument into a folder in the COCO captions layout.
+"""Turns a user's `data=` argument (or explicit annotation files) into a dataset layout.
 
 `data` is, by the first rule that applies:
 
 1. "scenes" (or its old name "shapes"): the synthetic scenes, written on first use;
 2. "tfds:<name>[/<config>][:<version>]": a TFDS dataset ("tfds:coco_captions",
-   "tfds:vlm_scenes/small"), written once as a folder (`tfds_folders.tfds_dataset_dir`);
-3. an existing folder in the COCO captions layout (and the VQA v2 layout for VQA);
+   "tfds:vlm_scenes/small"), written once as a folder (`data.tfds.tfds_dataset_dir`);
+3. an existing folder in one of the published layouts, found from what it holds
+   (`data.layouts`: Karpathy's splits, COCO 2014/2017, Flickr8k, VQA v2, this project's layout);
 4. "<name>[/<config>][:<version>]" that is not a folder: the TFDS dataset of that name, as rule 2.
+
+`annotations=` (and `questions=` for VQA) with `images=` name the files of anything else: a file
+per split ("train=a.json,val=b.json", or a dict; a file alone is the train split) and the image
+folder (or one per split). They take precedence over `data`.
 
 Written datasets go to `data_root`, default `default_home()/datasets`.
 """
@@ -16,9 +21,10 @@ import pathlib
 import re
 
 from vlm_keras.config import SCENES_NAMES
-from vlm_keras.data.formats.coco import CaptionSplit, load_caption_split
+from vlm_keras.data.formats.coco import CaptionSplit
 from vlm_keras.data.formats.reader import DatasetError
-from vlm_keras.data.formats.vqa import list_vqa_splits
+from vlm_keras.data.formats.vqa import VQASplit
+from vlm_keras.data.layouts import ExplicitCaptions, ExplicitVQA, ProjectCaptions, ProjectVQA, detect_captions, detect_vqa
 from vlm_keras.data.scenes.dataset import write_scenes_dataset, write_vqa_dataset
 
 TFDS_PREFIX = "tfds:"
@@ -65,19 +71,70 @@ def resolve_data_dir(data, num_images=6000, seed=0, data_root=None, verbose=True
     if not path.is_dir():
         raise DatasetError(f"data '{data}' is neither 'scenes', 'tfds:<name>', a TFDS dataset "
                            "name nor an existing folder")
-    if not (path / "annotations").is_dir():
-        raise DatasetError(
-            f"data folder '{data}' has no annotations/ folder; expected "
-            f"annotations/captions_<split>.json next to one image folder per split")
     return path
 
 
+def split_mapping(value, what="annotations"):
+    """{split: path} from a dict, "train=a.json,val=b.json", or one path (the train split)."""
+    if value is None or isinstance(value, dict):
+        return value
+    text = str(value)
+    if "=" not in text:
+        return {"train": text}
+    mapping = {}
+    for item in text.split(","):
+        split, sep, path = item.partition("=")
+        if not sep or not split.strip() or not path.strip():
+            raise DatasetError(f"{what} {value!r}: expected FILE or SPLIT=FILE[,SPLIT=FILE...]")
+        mapping[split.strip()] = path.strip()
+    return mapping
+
+
+def caption_source(data="scenes", annotations=None, images=None, **data_kwargs):
+    """The captions dataset `data` names (see the module docstring): an object with `splits` and
+    `split(name, check_images=True)` -> `CaptionSplit`.
+
+    Args:
+        data: "scenes", "tfds:<name>", a folder in a published layout, or a TFDS name.
+        annotations, images: the files of a dataset in any other layout (see the module docstring).
+        **data_kwargs: num_images, seed, data_root, verbose for `resolve_data_dir`.
+    """
+    if annotations is not None:
+        images = images if images is None or isinstance(images, dict) or "=" not in str(images) \
+            else split_mapping(images, "images")
+        return ExplicitCaptions(split_mapping(annotations), images)
+    folder = resolve_data_dir(data, **data_kwargs)
+    return ProjectCaptions(folder) if _generated(data) else detect_captions(folder)
+
+
+def vqa_source(data="scenes", questions=None, annotations=None, images=None, **data_kwargs):
+    """Like `caption_source`, for VQA: "scenes" also gets its questions (VQA v2 format) written.
+
+    Raises:
+        DatasetError: also when a TFDS dataset has no questions.
+    """
+    if questions is not None:
+        images = images if images is None or isinstance(images, dict) or "=" not in str(images) \
+            else split_mapping(images, "images")
+        return ExplicitVQA(split_mapping(questions, "questions"), split_mapping(annotations), images)
+    folder = resolve_vqa_dir(data, **data_kwargs)
+    return ProjectVQA(folder) if _generated(data) else detect_vqa(folder)
+
+
 def caption_split_of(data, split, verbose=True, **data_kwargs):
-    """`data` itself when it is a loaded `CaptionSplit`; else the split `split` of the dataset that
-    `resolve_data_dir(data, **data_kwargs)` names."""
+    """`data` itself when it is a loaded `CaptionSplit`; else the split `split` of
+    `caption_source(data, **data_kwargs)`."""
     if isinstance(data, CaptionSplit):
         return data
-    return load_caption_split(resolve_data_dir(data, verbose=verbose, **data_kwargs), split)
+    return caption_source(data, verbose=verbose, **data_kwargs).split(split)
+
+
+def vqa_split_of(data, split, verbose=True, **data_kwargs):
+    """`data` itself when it is a loaded `VQASplit`; else the split `split` of
+    `vqa_source(data, **data_kwargs)`."""
+    if isinstance(data, VQASplit):
+        return data
+    return vqa_source(data, verbose=verbose, **data_kwargs).split(split)
 
 
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):
@@ -90,10 +147,15 @@ def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True)
     if str(data) in SCENES_NAMES:
         write_vqa_dataset(data_dir, seed=seed)
     elif _tfds_name(data) is not None:
-        if not list_vqa_splits(data_dir):
+        if not ProjectVQA(data_dir).splits:
             raise DatasetError(f"TFDS dataset '{_tfds_name(data)}' has no questions (a 'questions' "
                                "feature as vlm_scenes has); VQA needs questions and answers")
     return data_dir
+
+
+def _generated(data):
+    """True for the datasets vlm_keras writes itself (scenes, TFDS), always in its own layout."""
+    return str(data) in SCENES_NAMES or _tfds_name(data) is not None
 
 
 def _tfds_name(data):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from vlm_keras.data.images import read_image_bytes
 from vlm_keras.encoders.vgg16 import image_input, image_inputs
-from vlm_keras.io import log
+from vlm_keras.io import live_progress, log
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -48,7 +48,8 @@ def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1,
     if len(image_paths) == 0:
         return np.zeros((0,) + tuple(encoder.output_shape[1:]), np.float32)
     encode = _compiled_encoder(encoder)
-    progress = keras.utils.Progbar(len(image_paths), unit_name="image") if verbose else None
+    progress = (keras.utils.Progbar(len(image_paths), unit_name="image", verbose=1 if live_progress() else 2)
+                if verbose else None)
     parts = []
     for images in image_dataset(image_paths, image_size, batch_size):
         # float32 whatever the policy: a mixed-precision encoder gives float16 / bfloat16

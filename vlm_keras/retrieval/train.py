@@ -5,7 +5,6 @@ import inspect
 
 from vlm_keras.config import RetrievalConfig
 from vlm_keras.data import pipeline
-from vlm_keras.data.formats import coco
 from vlm_keras.retrieval.models import (ContrastiveTrainer, adapt_image_tower, build_dual_encoder,
                                         build_image_tower, build_retrieval_model, build_text_tower)
 from vlm_keras.retrieval.retrieval_model import RetrievalModel
@@ -61,9 +60,9 @@ def _train(run):
     """The body of `train_retrieval` for an open run."""
     config = run.config
     towers = config.model_options
-    data_dir, available, train_split, val_split, tokenizer = run.caption_data()
+    source, available, train_split, val_split, tokenizer = run.caption_data()
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
-    splits = [(s, coco.load_caption_split(data_dir, s)) for s in config.eval_splits if s in available]
+    splits = [(s, source.split(s)) for s in config.eval_splits if s in available]
 
     encoder = run.build_encoder()
     with run.scope():

@@ -9,11 +9,11 @@ import tensorflow as tf
 
 from vlm_keras.config import VQAConfig, check_model_options
 from vlm_keras.data import pipeline
-from vlm_keras.data.formats.vqa import list_vqa_splits, load_vqa_split
+from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
-from vlm_keras.training import TrainingRun
+from vlm_keras.training import TrainingRun, train_and_val
 from vlm_keras.vqa.models import adapt_vqa_head, build_grouped_trainer, build_vqa_head, build_vqa_model
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
@@ -55,14 +55,16 @@ def train_vqa(data=None, *, config=None, **options):
 def _train(run):
     """The body of `train_vqa` for an open run."""
     config = run.config
-    data_dir = run.data_dir(questions=True)
-    available = list_vqa_splits(data_dir)
-    train_split = load_vqa_split(data_dir, "train")
-    val_split = load_vqa_split(data_dir, "val") if "val" in available else None
+    source = run.source(questions=True)
+    train_split, val_split = train_and_val(source, "VQA dataset")
+    for split in (train_split, val_split):
+        if split is not None and not split.has_answers:
+            raise DatasetError(f"VQA split '{split.name}' has no answers (no annotations file); training needs them")
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
-    splits = [(s, load_vqa_split(data_dir, s)) for s in config.eval_splits if s in available]
+    splits = [(s, source.split(s)) for s in config.eval_splits if s in source.splits]
     answers = build_answer_vocabulary(train_split.answers, config.top_k_answers)
-    tokenizer = Tokenizer.from_texts(train_split.questions, max_length=config.max_length)
+    tokenizer = Tokenizer.from_texts(train_split.questions, max_length=config.max_length,
+                                     min_count=config.min_word_count)
     if run.verbose:
         log(f"train: {len(train_split)} questions about {len(set(train_split.image_ids))} images; "
             f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens; "

@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from vlm_keras.bundle import ModelBundle
-from vlm_keras.data.formats.vqa import VQASplit, load_vqa_split, write_vqa_results
-from vlm_keras.data.sources import resolve_vqa_dir
+from vlm_keras.data.formats.vqa import write_vqa_results
+from vlm_keras.data.sources import vqa_split_of
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import check_answer_counts, normalize_answer, vqa_accuracy_report
@@ -116,19 +116,23 @@ class VQAModel(ModelBundle):
         """The official VQA accuracy on a split: overall, per question type and per answer type.
 
         Args:
-            data: "scenes", a folder in the VQA v2 layout, or a loaded `VQASplit`.
+            data: "scenes", a folder in a VQA layout (`data.layouts`), or a loaded `VQASplit`.
             split: the split's name.
             predictions: optional path for the answers in the VQA results format; checked before
                 any work (never a file the evaluation reads).
+            **data_kwargs: num_images, seed, data_root; questions, annotations, images for files
+                given explicitly (`data.sources.vqa_source`).
+
+        Returns:
+            `vqa_accuracy_report`'s dict; for questions without answers (VQA v2 test-dev) only
+            {"num_questions", "scored": False}: the answers can be written (`predictions`), not scored.
 
         Raises:
             ValueError: for questions with neither 10 human answers nor 1 (`check_answer_counts`).
         """
-        if isinstance(data, VQASplit):
-            vqa_split = data
-        else:
-            vqa_split = load_vqa_split(resolve_vqa_dir(data, verbose=bool(verbose), **data_kwargs), split)
-        check_answer_counts(vqa_split.annotations)
+        vqa_split = vqa_split_of(data, split, verbose=bool(verbose), **data_kwargs)
+        if vqa_split.has_answers:
+            check_answer_counts(vqa_split.annotations)
         if predictions:
             self.check_predictions_path(predictions, vqa_split)
         unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
@@ -136,7 +140,8 @@ class VQAModel(ModelBundle):
                                              verbose=verbose, what=f"{vqa_split.name} images")
         probs = self.answer_probabilities(features, vqa_split.questions, image_index)
         answers = [self.answers[i] for i in np.argmax(probs, axis=1)]
-        report = vqa_accuracy_report(dict(zip(vqa_split.question_ids, answers)), vqa_split.annotations)
+        report = (vqa_accuracy_report(dict(zip(vqa_split.question_ids, answers)), vqa_split.annotations)
+                  if vqa_split.has_answers else {"num_questions": len(answers), "scored": False})
         if predictions:
             write_vqa_results(predictions, vqa_split.question_ids, answers)
         return report

@@ -254,13 +254,27 @@ def test_empty_folder_is_filled_and_progress_printed(tmp_path, capsys):
 def test_interrupted_write_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = []
 
+    real_render = scenes_dataset.render_example
+
     def failing_render(*args, **kwargs):
         calls.append(1)
         if len(calls) > 3:
             raise KeyboardInterrupt
-        return render_scene(*args, **kwargs)
+        return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(scenes_dataset, "render_scene", failing_render)
+    monkeypatch.setattr(scenes_dataset, "render_example", failing_render)
     with pytest.raises(KeyboardInterrupt):
         write_scenes_dataset(tmp_path / "data", 10, image_size=16, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rendering_in_worker_processes_writes_the_same_bytes(tmp_path, monkeypatch):
+    import functools
+
+    serial = write_scenes_dataset(tmp_path / "serial", num_images=20, seed=4, progress=False)
+    monkeypatch.setattr(scenes_dataset, "_render", functools.partial(scenes_dataset._render, parallel_from=1))
+    parallel = write_scenes_dataset(tmp_path / "parallel", num_images=20, seed=4, progress=False)
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    for name in files:
+        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name

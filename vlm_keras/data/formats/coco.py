@@ -11,6 +11,7 @@ file and the offending entry, so that a bad dataset fails here rather than insid
 """
 
 import dataclasses
+import json
 import pathlib
 import warnings
 
@@ -122,19 +123,20 @@ def load_coco_captions(annotation_file, image_root, name=None, check_images=True
     if skipped:
         warnings.warn(f"{where}: skipped {skipped} images that have no caption", stacklevel=2)
 
-    image_paths = [str(paths_by_id[image_id]) for image_id in kept_ids]
-    if check_images:
-        check_image_files(image_paths, root, where)
-
     if name is None:
         name = annotation_file.stem.removeprefix("captions_")
-    return CaptionSplit(
-        name=name,
-        image_ids=kept_ids,
-        image_paths=image_paths,
-        captions=[captions_by_id[image_id] for image_id in kept_ids],
-        files=[str(annotation_file)],
-    )
+    return make_caption_split(name, kept_ids, [paths_by_id[i] for i in kept_ids],
+                              [captions_by_id[i] for i in kept_ids], [annotation_file], root, where, check_images)
+
+
+def make_caption_split(name, image_ids, image_paths, captions, files, root, where, check_images=True):
+    """A `CaptionSplit`, every image checked first (with `check_images`; see
+    `reader.check_image_files`: the odd undecodable image is left out with a warning)."""
+    image_paths = [str(path) for path in image_paths]
+    bad = check_image_files(image_paths, pathlib.Path(root), where) if check_images else set()
+    keep = [i for i, path in enumerate(image_paths) if path not in bad]
+    return CaptionSplit(name=name, image_ids=[image_ids[i] for i in keep], image_paths=[image_paths[i] for i in keep],
+                        captions=[captions[i] for i in keep], files=[str(f) for f in files])
 
 
 def load_caption_split(data_dir, split, check_images=True):
@@ -205,6 +207,59 @@ def write_coco_results(path, image_ids, captions):
             raise ValueError(f"image_ids[{index}] is {image_id!r}; expected an int") from error
         results.append({"image_id": image_id, "caption": caption})
     write_json(path, results)
+
+
+def read_caption_references(annotation_file):
+    """{image_id: [reference captions]} from a COCO captions file, validated as `load_coco_captions`
+    does, without the images (to score a results file). Images without a caption are left out."""
+    annotation_file = pathlib.Path(annotation_file)
+    where = f"annotations '{annotation_file}'"
+    content = read_json_object(annotation_file, where)
+    ids = {}
+    for index, image in enumerate(require_list(content, "images", where)):
+        entry = entry_name("image", index, image, "id")
+        if not isinstance(image, dict) or not is_int(image.get("id")):
+            raise DatasetError(f'{where}: {entry} has no int "id"')
+        if image["id"] in ids:
+            raise DatasetError(f"{where}: {entry} repeats id {image['id']} of image #{ids[image['id']]}")
+        ids[image["id"]] = index
+    captions = _parse_annotations(require_list(content, "annotations", where), ids, where)
+    return {image_id: refs for image_id, refs in captions.items() if refs}
+
+
+def read_coco_results(path, references):
+    """{image_id: caption} from a COCO results file (`[{"image_id": int, "caption": str}, ...]`), in
+    file order; DatasetError naming the entry for a malformed one, an image id that `references`
+    lacks, or an image captioned twice."""
+    path = pathlib.Path(path)
+    where = f"results '{path}'"
+    if not path.is_file():
+        raise DatasetError(f"{where} does not exist")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{where} is not valid JSON ({error})") from None
+    if not isinstance(content, list):
+        raise DatasetError(f'{where}: top level is {json_kind(content)}; expected a list of '
+                           '{"image_id": int, "caption": str}')
+    results, index_by_id = {}, {}
+    for index, result in enumerate(content):
+        entry = entry_name("result", index, result, "image_id")
+        if not isinstance(result, dict) or not is_int(result.get("image_id")):
+            raise DatasetError(f'{where}: {entry} has no int "image_id"')
+        if not isinstance(result.get("caption"), str):
+            raise DatasetError(f'{where}: {entry} has no str "caption"')
+        image_id = result["image_id"]
+        if image_id not in references:
+            raise DatasetError(f"{where}: {entry} is about image_id {image_id}, which has no reference "
+                               "caption in the annotations")
+        if image_id in results:
+            raise DatasetError(f"{where}: {entry} captions image_id {image_id} again (result "
+                               f"#{index_by_id[image_id]}); expected one caption per image")
+        results[image_id], index_by_id[image_id] = result["caption"], index
+    if not results:
+        raise DatasetError(f"{where} holds no result")
+    return results
 
 
 def _parse_annotations(annotation_list, paths_by_id, where):

@@ -8,6 +8,7 @@ when it is loaded, not inside tf.data.
 import json
 import os
 import pathlib
+import warnings
 
 from vlm_keras.data.images import ImageError, check_image_file
 from vlm_keras.errors import VlmKerasError
@@ -99,7 +100,6 @@ def is_int(value):
 
 def parse_images(image_list, root, where):
     """Returns {image_id: absolute path} in file order, checking ids and paths."""
-    resolved_root = root.resolve()
     paths_by_id = {}
     index_by_id = {}
     for index, image in enumerate(image_list):
@@ -117,18 +117,23 @@ def parse_images(image_list, root, where):
                 f"{where}: {entry} repeats id {image_id} of image #{index_by_id[image_id]}"
             )
         # resolve() follows symlinks, so a link pointing outside the folder is caught too.
-        path = (resolved_root / file_name).resolve()
-        if pathlib.PurePath(file_name).is_absolute() or not path.is_relative_to(resolved_root):
-            raise DatasetError(
-                f"{where}: {entry} file_name '{file_name}' escapes the image folder '{root}'"
-            )
-        paths_by_id[image_id] = path
+        paths_by_id[image_id] = confined_path(root, file_name, where, entry)
         index_by_id[image_id] = index
     return paths_by_id
 
 
-def check_image_files(image_paths, root, where):
-    """Raises one DatasetError listing every missing file, else every undecodable one."""
+# A download of 100,000 photos can hold the odd corrupt file: up to this share of a split's images
+# may be unreadable, and are then left out with a warning that names them; more is an error.
+TOLERATED_BAD_IMAGES = 0.01
+
+
+def check_image_files(image_paths, root, where, tolerance=TOLERATED_BAD_IMAGES):
+    """Checks that every image exists and decodes; returns the set of bad ones to leave out.
+
+    Raises one DatasetError listing every missing file, or every undecodable one when there are
+    more than `tolerance` x the number of images (rounded down: none for fewer than 100 images).
+    Tolerated bad images are named in a warning.
+    """
     missing = [path for path in image_paths if not os.path.exists(path)]
     if missing:
         names = [os.path.relpath(path, root.resolve()) for path in missing]
@@ -136,16 +141,30 @@ def check_image_files(image_paths, root, where):
             f"{where}: {len(missing)} of {len(image_paths)} image files are missing from "
             f"'{root}': {listing(names)}"
         )
-    bad = []
+    bad = {}
     for path in image_paths:
         try:
             check_image_file(path)
         except ImageError as error:
-            bad.append(str(error))
-    if bad:
+            bad[path] = str(error)
+    if len(bad) > int(tolerance * len(image_paths)):
         raise DatasetError(
-            f"{where}: {len(bad)} of {len(image_paths)} image files are bad: {listing(bad)}"
+            f"{where}: {len(bad)} of {len(image_paths)} image files are bad: {listing(list(bad.values()))}"
         )
+    if bad:
+        warnings.warn(f"{where}: left out {len(bad)} of {len(image_paths)} images that cannot be decoded: "
+                      f"{listing(list(bad.values()))}", stacklevel=3)
+    return set(bad)
+
+
+def confined_path(root, relative, where, entry, field="file_name"):
+    """`root / relative`, resolved; a DatasetError when it is absolute or escapes `root` (a symlink
+    pointing outside it included)."""
+    resolved_root = pathlib.Path(root).resolve()
+    path = (resolved_root / relative).resolve()
+    if pathlib.PurePath(relative).is_absolute() or not path.is_relative_to(resolved_root):
+        raise DatasetError(f"{where}: {entry} {field} '{relative}' escapes the image folder '{root}'")
+    return path
 
 
 def listing(items):

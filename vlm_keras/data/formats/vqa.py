@@ -48,7 +48,8 @@ class VQASplit:
         multiple_choice_answers: the most common human answer of each question.
         question_types: e.g. "what color" (ours) or "what color is the" (VQA v2).
         answer_types: "yes/no", "number" or "other".
-        annotations: the annotation dicts as read, one per question, for the evaluator.
+        annotations: the annotation dicts as read, one per question, for the evaluator; None for
+            questions without answers (then `answers` are empty and the other fields None).
         files: the files it was read from (an output must never overwrite them).
     """
 
@@ -66,6 +67,10 @@ class VQASplit:
 
     def __len__(self):
         return len(self.question_ids)
+
+    @property
+    def has_answers(self):
+        return self.annotations is not None
 
 
 def vqa_files(data_dir, split):
@@ -138,8 +143,8 @@ def list_vqa_splits(data_dir):
     return order_splits(n for n in names if (annotations / f"vqa_{n}.json").is_file())
 
 
-def load_vqa(questions_file, annotations_file, image_root, name=None, check_images=True):
-    """Loads and validates a VQA v2 questions file and its annotations file.
+def load_vqa(questions_file, annotations_file, image_root, name=None, check_images=True, image_subtype=None):
+    """Loads and validates a VQA v2 questions file and its annotations file (if it has one).
 
     Image files are found by the first rule that applies:
 
@@ -147,17 +152,22 @@ def load_vqa(questions_file, annotations_file, image_root, name=None, check_imag
        scenes datasets and COCO's annotation folder have), its "images" give each image id's
        "file_name" under `image_root`. `<subtype>` is the questions file's "data_subtype".
     2. Else `COCO_<subtype>_<image_id:012d>.jpg` in `image_root`, the VQA/COCO 2014 naming,
-       if that file exists.
+       if that file exists (`image_subtype` overrides the subtype: test-dev2015's questions are
+       about test2015's images).
     3. Else `<image_id:012d>.png`, else `<image_id:012d>.jpg` (COCO 2017 naming).
 
     Args:
         questions_file: path to the questions JSON.
-        annotations_file: path to the annotations JSON.
+        annotations_file: path to the annotations JSON, or None for questions without answers
+            (VQA v2's test and test-dev splits): the split can then be answered, not scored.
         image_root: folder that holds the images.
         name: split name; defaults to the questions file's "data_subtype", else its file name
             without "questions_" and ".json".
         check_images: if True, every image file must decode (see `images.check_image_file`),
-            which is slow; if False, images are only checked to exist.
+            which is slow; if False, images are only checked to exist. The odd undecodable image
+            of a large split is left out with its questions, with a warning
+            (`reader.check_image_files`).
+        image_subtype: the subtype in the images' file names (default: the questions').
 
     Returns:
         A `VQASplit` in the order of the questions file.
@@ -167,19 +177,21 @@ def load_vqa(questions_file, annotations_file, image_root, name=None, check_imag
             content, a question without annotation or the reverse, an image path outside
             `image_root`, or missing (or, with `check_images`, bad) images.
     """
-    questions_file, annotations_file = pathlib.Path(questions_file), pathlib.Path(annotations_file)
-    q_where, a_where = f"questions '{questions_file}'", f"annotations '{annotations_file}'"
+    questions_file = pathlib.Path(questions_file)
+    q_where = f"questions '{questions_file}'"
     q_content = read_json_object(questions_file, q_where, ("questions",))
-    a_content = read_json_object(annotations_file, a_where, ("annotations",))
     root = pathlib.Path(image_root)
     if not root.is_dir():
         raise DatasetError(f"{q_where}: image folder '{image_root}' does not exist")
 
     questions = _parse_questions(require_list(q_content, "questions", q_where), q_where)
-    annotations = _parse_vqa_annotations(
-        require_list(a_content, "annotations", a_where), questions, a_where
-    )
-    for index, question_id in enumerate(questions):
+    annotations = None
+    if annotations_file is not None:
+        annotations_file = pathlib.Path(annotations_file)
+        a_where = f"annotations '{annotations_file}'"
+        a_content = read_json_object(annotations_file, a_where, ("annotations",))
+        annotations = _parse_vqa_annotations(require_list(a_content, "annotations", a_where), questions, a_where)
+    for index, question_id in enumerate(questions if annotations is not None else ()):
         if question_id not in annotations:
             unanswered = sum(qid not in annotations for qid in questions)
             raise DatasetError(
@@ -189,24 +201,23 @@ def load_vqa(questions_file, annotations_file, image_root, name=None, check_imag
     subtype = q_content.get("data_subtype")
     if not isinstance(subtype, str) or not subtype:
         subtype = questions_file.stem.removeprefix("questions_")
-    paths = _image_paths(questions, questions_file.parent, root, subtype, q_where)
-    if check_images:
-        check_image_files(sorted(set(paths.values())), root, q_where)
+    paths = _image_paths(questions, questions_file.parent, root, image_subtype or subtype, q_where)
+    bad = check_image_files(sorted(set(paths.values())), root, q_where) if check_images else set()
 
-    ids = list(questions)
-    kept = [annotations[qid] for qid in ids]
+    ids = [qid for qid in questions if paths[questions[qid][0]] not in bad]
+    kept = [annotations[qid] for qid in ids] if annotations is not None else [{} for _ in ids]
     return VQASplit(
         name=name or subtype,
         question_ids=ids,
         image_ids=[questions[qid][0] for qid in ids],
         image_paths=[paths[questions[qid][0]] for qid in ids],
         questions=[questions[qid][1] for qid in ids],
-        answers=[[a["answer"] for a in annotation["answers"]] for annotation in kept],
-        multiple_choice_answers=[annotation["multiple_choice_answer"] for annotation in kept],
-        question_types=[annotation["question_type"] for annotation in kept],
-        answer_types=[annotation["answer_type"] for annotation in kept],
-        annotations=kept,
-        files=[str(questions_file), str(annotations_file)],
+        answers=[[a["answer"] for a in annotation.get("answers", [])] for annotation in kept],
+        multiple_choice_answers=[annotation.get("multiple_choice_answer") for annotation in kept],
+        question_types=[annotation.get("question_type") for annotation in kept],
+        answer_types=[annotation.get("answer_type") for annotation in kept],
+        annotations=kept if annotations is not None else None,
+        files=[str(f) for f in (questions_file, annotations_file) if f is not None],
     )
 
 

@@ -10,7 +10,7 @@ Captions state the objects and where they are:
 
 import numpy as np
 
-from vlm_keras.data.scenes.scenes import MAX_CAPTION_WORDS, check_int
+from vlm_keras.data.scenes.scenes import MAX_CAPTION_WORDS, check_int, render_scene, sample_scene
 
 _SIZE_SYNONYMS = {"small": "little", "large": "big"}
 _COUNT_WORDS = {3: "three", 4: "four"}
@@ -169,3 +169,20 @@ def caption_ambiguity(captions, scenes):
         for caption in possible_captions(scene):
             true_of[caption] = true_of.get(caption, 0) + 1
     return np.array([true_of.get(caption, 0) for caption in captions], dtype=np.int64)
+
+
+def render_example(job):
+    """One example of the scenes dataset, from its own random stream (so it is the same whichever
+    process makes it): samples the scene, saves its image, writes its captions.
+
+    Args:
+        job: (seed, split index, index in the split, compositional, image size, image path).
+
+    Returns:
+        (the scene as a dict, its reference captions).
+    """
+    seed, split_index, index, compositional, image_size, path = job
+    rng = np.random.default_rng([seed, split_index, index])
+    scene = sample_scene(rng, compositional=compositional)
+    render_scene(scene, image_size, rng).save(path)
+    return scene.to_dict(), describe_scene(scene, rng)

@@ -2,8 +2,10 @@
 (`write_scenes_dataset`), and their questions in the VQA v2 layout (`write_vqa_dataset`).
 """
 
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import pathlib
 import shutil
@@ -14,10 +16,9 @@ import numpy as np
 from vlm_keras.data.formats.coco import write_coco_captions
 from vlm_keras.data.formats.reader import DatasetError, entry_name, is_int, read_json_object, require_list
 from vlm_keras.data.formats.vqa import HUMAN_ANSWERS, vqa_files, write_vqa_split_files
-from vlm_keras.data.scenes.captions import describe_scene
+from vlm_keras.data.scenes.captions import render_example
 from vlm_keras.data.scenes.questions import generate_questions, human_answers
-from vlm_keras.data.scenes.scenes import (DATASET_VERSION, HELDOUT_PAIRS, SPLITS, Scene, check_int, render_scene,
-                                          sample_scene)
+from vlm_keras.data.scenes.scenes import DATASET_VERSION, HELDOUT_PAIRS, SPLITS, Scene, check_int
 from vlm_keras.io import log, write_json, write_text
 
 _INFO_FILE = "dataset_info.json"
@@ -134,16 +135,16 @@ def _write_splits(root, counts, settings, progress):
             continue
         (root / split).mkdir()
         images, captions, scenes = [], {}, []
-        for index in range(counts[split]):
-            # One stream per image: image i is the same whatever the other splits' sizes.
-            rng = np.random.default_rng([settings["seed"], split_index, index])
-            scene = sample_scene(rng, compositional=split == "compositional")
-            file_name = f"{next_id:012d}.png"
-            render_scene(scene, settings["image_size"], rng).save(root / split / file_name)
-            images.append({"id": next_id, "file_name": file_name,
+        first_id = next_id
+        # One stream per image: image i is the same whatever the other splits' sizes, and whichever
+        # process renders it.
+        jobs = [(settings["seed"], split_index, index, split == "compositional", settings["image_size"],
+                 root / split / f"{first_id + index:012d}.png") for index in range(counts[split])]
+        for job, (scene, references) in zip(jobs, _render(jobs)):
+            images.append({"id": next_id, "file_name": job[-1].name,
                            "width": settings["image_size"], "height": settings["image_size"]})
-            captions[next_id] = describe_scene(scene, rng)
-            scenes.append({"image_id": next_id, "scene": scene.to_dict()})
+            captions[next_id] = references
+            scenes.append({"image_id": next_id, "scene": scene})
             next_id, done = next_id + 1, done + 1
             if progress and (done % step == 0 or done == total):
                 log(f"scenes: {done}/{total} images")
@@ -154,6 +155,17 @@ def _write_splits(root, counts, settings, progress):
         }
         write_coco_captions(root / "annotations" / f"captions_{split}.json", images, captions, info)
         write_json(root / "annotations" / f"scenes_{split}.json", {"scenes": scenes})
+
+
+def _render(jobs, parallel_from=1000):
+    """`render_example` over `jobs`, in order; in worker processes (one a core, up to 4) for large
+    splits. The workers are spawned, not forked: the parent may hold TensorFlow's threads."""
+    workers = min(4, os.cpu_count() or 1)
+    if len(jobs) < parallel_from or workers < 2:
+        yield from map(render_example, jobs)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(render_example, jobs, chunksize=64)
 
 
 def write_vqa_dataset(data_dir, seed=0, questions_per_image=6):

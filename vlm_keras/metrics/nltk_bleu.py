@@ -1,4 +1,10 @@
-"""Caption metrics: corpus BLEU as nltk computes it."""
+"""Corpus BLEU as nltk computes it, on the project's own tokens.
+
+This is not the BLEU that captioning papers report: nltk counts n-grams of a hypothesis shorter
+than n differently and has no smoothing, and the tokens are not the PTB tokenizer's. The COCO
+caption evaluation (`coco_caption.evaluate_captions`) gives the comparable numbers; this one is
+kept, under its own name, for continuity with earlier figures.
+"""
 
 import warnings
 
@@ -12,7 +18,7 @@ BLEU_WEIGHTS = {
 }
 
 
-def bleu_scores(references, hypotheses):
+def nltk_bleu_scores(references, hypotheses):
     """Corpus BLEU-1..4 (Papineni et al. 2002) against every reference, as nltk's corpus_bleu.
 
     Args:

@@ -1,0 +1,76 @@
+"""Decoding a step at a time reproduces the teacher-forced pass (keras-hub's cache-correctness
+test): at every position, the stepper's logits equal the full forward pass's."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vlm_keras.captioning.decoding import beam_search, beam_search_prefix, greedy_decode, greedy_decode_prefix
+from vlm_keras.captioning.models import build_caption_decoder, build_lstm_decoder
+from vlm_keras.captioning.steppers import AttentionStepper, LSTMStepper, TransformerStepper, stepper_for
+
+VOCAB, LENGTH, GRID = 23, 9, (3, 3, 8)
+OPTIONS = {"lstm": dict(units=16, embed_dim=8, num_layers=2),
+           "attention": dict(units=16, embed_dim=8, attention_dim=12),
+           "transformer": dict(embed_dim=16, num_heads=2, ff_dim=32, num_layers=2)}
+
+
+def _decoder(model_type):
+    decoder = build_caption_decoder(model_type, VOCAB, GRID, LENGTH, **OPTIONS[model_type])
+    rng = np.random.default_rng(0)
+    decoder.get_layer("feature_normalization").adapt(rng.normal(size=(16, *GRID)).astype("float32"))
+    # Larger weights than the initialisation: differences the stepping could hide would show.
+    for weight in decoder.weights:
+        if weight.dtype == "float32" and len(weight.shape) >= 1 and "normalization" not in weight.path:
+            weight.assign(weight.numpy() + rng.normal(scale=0.2, size=weight.shape).astype("float32"))
+    return decoder
+
+
+@pytest.mark.parametrize("model_type", sorted(OPTIONS))
+def test_every_step_gives_the_teacher_forced_logits(model_type):
+    decoder = _decoder(model_type)
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(4, *GRID)).astype("float32")
+    tokens = rng.integers(1, VOCAB, size=(4, LENGTH + 1)).astype("int32")
+    tokens[:, 0] = 2
+    full = decoder([features, tokens], training=False).numpy()                     # (B, T, V)
+    stepper = stepper_for(decoder)
+    context, state = stepper.start(tf.constant(features), LENGTH + 1)
+    for t in range(LENGTH + 1):
+        logits, state = stepper.step(tf.constant(tokens[:, t]), tf.constant(t), context, state)
+        np.testing.assert_allclose(logits.numpy(), full[:, t], atol=1e-5, err_msg=f"position {t}")
+
+
+@pytest.mark.parametrize("model_type", sorted(OPTIONS))
+def test_graph_loops_match_the_prefix_re_run(model_type):
+    decoder = _decoder(model_type)
+    features = tf.constant(np.random.default_rng(2).normal(size=(5, *GRID)).astype("float32"))
+    steps = LENGTH + 1
+    pairs = [(lambda f: greedy_decode(decoder, f, steps), lambda f: greedy_decode_prefix(decoder, f, steps)),
+             (lambda f: beam_search(decoder, f, steps, beam_size=3),
+              lambda f: beam_search_prefix(decoder, f, steps, beam_size=3)),
+             (lambda f: beam_search(decoder, f, steps, beam_size=1), lambda f: greedy_decode(decoder, f, steps))]
+    for fast, reference in pairs:
+        tokens, log_probs = tf.function(fast)(features)
+        expected_tokens, expected_log_probs = reference(features)
+        np.testing.assert_array_equal(tokens, expected_tokens)
+        np.testing.assert_allclose(log_probs, expected_log_probs, atol=1e-4)
+
+
+def test_the_stepper_is_chosen_by_the_decoder_s_layers():
+    assert isinstance(stepper_for(_decoder("lstm")), LSTMStepper)
+    assert isinstance(stepper_for(_decoder("attention")), AttentionStepper)
+    assert isinstance(stepper_for(_decoder("transformer")), TransformerStepper)
+    assert stepper_for(build_lstm_decoder(VOCAB, GRID, num_layers=3)).num_layers == 3
+    import keras
+
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)], name="other")
+    with pytest.raises(ValueError, match="decoder 'other' is none of the lstm, attention and transformer"):
+        stepper_for(other)
+
+
+def test_the_steppers_hold_no_weights_of_their_own():
+    for model_type in OPTIONS:
+        stepper = stepper_for(_decoder(model_type))
+        assert not any(hasattr(value, "weights") and value is not stepper.decoder
+                       for value in vars(stepper).values() if not isinstance(value, list))
