@@ -7,6 +7,9 @@ For each captioner, on the test and compositional splits, with greedy decoding a
 search: the COCO caption metrics (BLEU-4, CIDEr-D, ROUGE-L as pycocoevalcap computes them;
 METEOR when pycocoevalcap and Java are installed), nltk's BLEU-4 (the figure earlier READMEs
 quoted), and training seconds; the JSON lines also hold milliseconds per caption (a batch of 64).
+For the captioners with attention, the pointing game (`vlm_keras.metrics.pointing`): the share of
+generated colour and shape words whose attention peaks on the object they name, next to what a
+uniform map would score on the same words.
 
 With --compare-selection each model is trained once with every epoch's weights saved, and the
 table compares keeping the epoch of the lowest validation loss with keeping the epoch of the
@@ -72,6 +75,8 @@ def main():
         result = train_captioner(**options)
         row = {"model": model, "train_seconds": result.metrics["train_seconds"],
                "params": result.decoder.count_params(), "scores": scores(result, splits, args.beam_size)}
+        if model != "lstm":
+            row["pointing"] = {split: result.pointing(str(data_dir), split, verbose=0) for split in SPLITS}
         rows.append(row)
         print(json.dumps(row), flush=True)
 
@@ -100,6 +105,14 @@ def main():
             print(f"| {r['model']} | {split} | {g['coco_cider_d']:.3f} / {b['coco_cider_d']:.3f} "
                   f"| {g['coco_bleu4']:.3f} / {b['coco_bleu4']:.3f} | {g['coco_rouge_l']:.3f} | {meteor} "
                   f"| {g['nltk_bleu4']:.3f} | {r['train_seconds']:.0f} | {r['params']:,} |")
+    pointed = [r for r in rows if "pointing" in r]
+    if pointed:
+        print("\n| captioner | pointing game test (uniform map) | words | compositional (uniform map) | words |")
+        print("|---|---|---|---|---|")
+        for r in pointed:
+            t, c = r["pointing"]["test"], r["pointing"]["compositional"]
+            print(f"| {r['model']} | {t['pointing']:.3f} ({t['pointing_uniform']:.3f}) | {t['pointing_count']:,} "
+                  f"| {c['pointing']:.3f} ({c['pointing_uniform']:.3f}) | {c['pointing_count']:,} |")
 
 
 if __name__ == "__main__":

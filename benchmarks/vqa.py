@@ -6,7 +6,10 @@
 overfits them (0.91 training accuracy, 0.71 on validation) and scores 0.71 on test.
 
 Official VQA accuracy (leave-one-annotator-out over 10 answers) on the test and compositional
-splits, overall and per question type. Prints one JSON line per model, then Markdown tables.
+splits, overall and per question type, and for the attention head the pointing game
+(`vlm_keras.metrics.pointing`): the share of questions about one object whose glimpse-averaged
+attention peaks on it, next to a uniform map's share. Prints one JSON line per model, then
+Markdown tables.
 """
 
 import argparse
@@ -31,15 +34,21 @@ def main():
                            num_images=args.num_images, seed=args.seed, verbose=1,
                            checkpoint_dir=tempfile.mkdtemp(prefix=f"bench_vqa_{model}_"))
         row = dict(model=model, **result.metrics)
+        if model == "attention":
+            for split in ("test", "compositional"):
+                report = result.pointing("scenes", split, verbose=0, num_images=args.num_images, seed=args.seed)
+                row.update({f"{key}_{split}": value for key, value in report.items()})
         rows.append(row)
         print(json.dumps(row), flush=True)
 
     print(f"\n{args.num_images} scenes images ({args.image_size} px), {args.epochs} epochs, seed {args.seed}, "
           "VGG16 weights=None; official VQA accuracy\n")
-    print("| model | test | compositional | training s |")
-    print("|---|---|---|---|")
+    print("| model | test | compositional | pointing game test (uniform map) | questions | training s |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['accuracy_test']:.3f} | {r['accuracy_compositional']:.3f} "
+        pointing = (f"{r['pointing_test']:.3f} ({r['pointing_uniform_test']:.3f}) | {r['pointing_count_test']:,}"
+                    if "pointing_test" in r else "n/a | ")
+        print(f"| {r['model']} | {r['accuracy_test']:.3f} | {r['accuracy_compositional']:.3f} | {pointing} "
               f"| {r['train_seconds']:.0f} |")
     for split in ("test", "compositional"):
         types = sorted(rows[0][f"per_question_type_{split}"])

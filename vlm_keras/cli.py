@@ -84,10 +84,16 @@ def build_parser():
     _add_evaluation_options(ecap)
     ecap.add_argument("--predictions", help="write captions here in the COCO results format")
     ecap.add_argument("--beam-size", type=_positive_int, default=1, help="1: greedy; k > 1: beam search")
+    ecap.add_argument("--pointing", action="store_true", help="also play the pointing game (synthetic scenes, "
+                                                             "attention and transformer captioners): does a "
+                                                             "word's attention peak on the object it names")
     evqa = eval_kinds.add_parser("vqa", help="official VQA accuracy, overall and per type (questions without "
                                              "answers, as VQA v2 test-dev: answered and written, not scored)")
     _add_evaluation_options(evqa, questions=True)
     evqa.add_argument("--predictions", help="write answers here in the VQA results format")
+    evqa.add_argument("--pointing", action="store_true", help="also play the pointing game (synthetic scenes, "
+                                                             "attention heads): does the attention of a "
+                                                             "question about one object peak on it")
     eret = eval_kinds.add_parser("retrieval", help="Recall@1/5/10 both ways and median rank, "
                                                    "every image of the split against every caption")
     _add_evaluation_options(eret)
@@ -233,8 +239,11 @@ def cmd_evaluate(args):
         options["beam_size"] = args.beam_size
     if args.task in ("captioner", "vqa"):
         options["predictions"] = args.predictions
+    pointing = {}
+    if getattr(args, "pointing", False):   # first: a model without attention or data without scenes fail fast
+        pointing = model.pointing(args.data, **{k: v for k, v in options.items() if k != "predictions"})
     report = model.evaluate(args.data, **options)
-    return [json.dumps(dict(report, split=args.split))]
+    return [json.dumps(dict(report, **pointing, split=args.split))]
 
 
 def cmd_score(args):

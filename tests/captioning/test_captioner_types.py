@@ -118,3 +118,44 @@ def test_incremental_decoding_gives_the_prefix_re_run_s_captions(trained, shapes
         expected_tokens, expected_log_probs = reference(decoder, features, steps)
         np.testing.assert_array_equal(tokens, expected_tokens)
         np.testing.assert_allclose(log_probs, expected_log_probs, atol=1e-4)
+
+
+def test_pointing_game_scores_the_words_of_the_maps_it_draws(trained, shapes_dir, capsys, monkeypatch):
+    from vlm_keras.data.scenes.dataset import load_scenes
+    from vlm_keras.metrics.pointing import PointingScore, caption_pointing
+
+    _, result, out = trained
+    report = result.pointing(str(shapes_dir), split="test", verbose=0)
+    split, scenes = coco.load_caption_split(shapes_dir, "test"), load_scenes(shapes_dir, "test")
+    expected = PointingScore()
+    for image_id, m in zip(split.image_ids, result.attention(split.image_paths)):
+        caption_pointing(m["words"], m["weights"], scenes[image_id], expected)
+    assert report == expected.report()
+    assert main(["evaluate", "captioner", "--model", str(out), "--data", str(shapes_dir), "--pointing"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["pointing_count"] == report["pointing_count"] and "coco_bleu4" in printed
+
+    # A captioner that says each image's first reference with uniform maps: every colour and shape
+    # word is scored (two per object, but for phrases two objects fit equally), at the uniform rate.
+    references = dict(zip(split.image_paths, split.captions))
+
+    def says_references(images, beam_size=1):
+        return [{"words": references[i][0].split(),
+                 "weights": np.full((len(references[i][0].split()), 4, 4), 1 / 16)} for i in images]
+
+    monkeypatch.setattr(result, "attention", says_references)
+    report = result.pointing(str(shapes_dir), split="test", verbose=0)
+    objects = sum(len(scenes[i].objects) for i in split.image_ids)
+    assert report["pointing_count"] + 2 * report["pointing_ambiguous"] == 2 * objects
+    assert report["pointing"] == pytest.approx(report["pointing_uniform"]) and 0 < report["pointing"] < 0.5
+
+
+def test_pointing_game_needs_attention_and_scenes(tiny_captioner, trained, tmp_path):
+    with pytest.raises(ValueError, match="no attention over image regions"):
+        tiny_captioner.pointing()
+    from vlm_keras.data.formats.reader import DatasetError
+
+    folder = tmp_path / "coco"
+    coco.write_coco_captions(folder / "annotations" / "captions_test.json", [], {})
+    with pytest.raises(DatasetError, match="no scene annotations for split 'test'"):
+        trained[1].pointing(str(folder))

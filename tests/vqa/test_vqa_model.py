@@ -230,3 +230,22 @@ def test_vqa_cli(trained_vqa, vqa_dir, tmp_path, capsys):
     assert report["num_questions"] == len(json.loads((tmp_path / "p.json").read_text()))
     assert main(["ask", "--model", str(out), image, "   "]) == 2
     assert "the question is empty" in capsys.readouterr().err
+
+
+def test_pointing_game_on_questions_about_one_object(trained_vqa, vqa_dir, capsys):
+    from vlm_keras.data.formats.vqa import load_vqa_split
+    from vlm_keras.data.scenes.dataset import load_scenes
+    from vlm_keras.metrics.pointing import PointingScore, question_pointing
+
+    result, out = trained_vqa
+    report = result.pointing(str(vqa_dir), split="test", verbose=0)
+    test, scenes = load_vqa_split(vqa_dir, "test"), load_scenes(vqa_dir, "test")
+    maps = result.attention(test.image_paths, test.questions)
+    expected = PointingScore()
+    for image_id, question, weights in zip(test.image_ids, test.questions, maps):
+        question_pointing(question, weights, scenes[image_id], expected)
+    assert report["pointing_count"] == expected.count > 0
+    assert report["pointing"] == pytest.approx(expected.report()["pointing"], abs=1e-6)
+    assert main(["evaluate", "vqa", "--model", str(out), "--data", str(vqa_dir), "--pointing"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["pointing_count"] == report["pointing_count"] and "overall" in printed

@@ -17,10 +17,11 @@ from vlm_keras.captioning.export import export_captioner
 from vlm_keras.captioning.losses import CaptionLoss, MaskedTokenAccuracy  # noqa: F401  (registered for loading)
 from vlm_keras.captioning.models import attention_weights_model
 from vlm_keras.data.formats import coco
-from vlm_keras.data.sources import caption_split_of
+from vlm_keras.data.sources import caption_split_of, scenes_of
 from vlm_keras.data.text import START_ID, tokenize
 from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import evaluate_captions, nltk_bleu_scores
+from vlm_keras.metrics.pointing import PointingScore, caption_pointing
 
 
 COCO_CAPTION_METRICS = ("bleu", "cider", "rouge", "meteor", "spice")
@@ -169,6 +170,33 @@ class Captioner(ModelBundle):
             results.append({"caption": caption, "words": words,
                             "weights": row[:len(words)].reshape((len(words),) + grid)})
         return results
+
+    def pointing(self, data="scenes", split="test", beam_size=1, verbose=1, **data_kwargs):
+        """The pointing game on a split of the synthetic scenes (`metrics.pointing`): for each
+        generated colour or shape word of an object in the image, whether the attention maximum
+        lies on that object.
+
+        Args:
+            data: "scenes" or a scenes folder (their annotations record where every object is).
+            split: the split's name.
+            **data_kwargs: num_images, seed, data_root, as for `evaluate`.
+
+        Returns:
+            {"pointing": hit rate, "pointing_uniform": a uniform map's rate on the same words,
+            "pointing_count": words scored, "pointing_ambiguous": object phrases left out}.
+
+        Raises:
+            ValueError: for the lstm captioner, which has no attention.
+            DatasetError: when `data` is not the synthetic scenes.
+        """
+        attention_weights_model(self.decoder)      # no attention: say so before any work
+        scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
+        caption_split = caption_split_of(data, split, verbose=False, **data_kwargs)
+        score = PointingScore()
+        for image_id, result in zip(caption_split.image_ids, self.attention(caption_split.image_paths,
+                                                                          beam_size=beam_size)):
+            caption_pointing(result["words"], result["weights"], scenes[image_id], score)
+        return score.report()
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, data="scenes", split="test", predictions=None, batch_size=64, verbose=1,

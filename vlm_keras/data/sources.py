@@ -25,7 +25,7 @@ from vlm_keras.data.formats.coco import CaptionSplit
 from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.formats.vqa import VQASplit
 from vlm_keras.data.layouts import ExplicitCaptions, ExplicitVQA, ProjectCaptions, ProjectVQA, detect_captions, detect_vqa
-from vlm_keras.data.scenes.dataset import write_scenes_dataset, write_vqa_dataset
+from vlm_keras.data.scenes.dataset import load_scenes, write_scenes_dataset, write_vqa_dataset
 
 TFDS_PREFIX = "tfds:"
 # "name", "name/config", "name:1.0.0", "name/config:1.*.*", as TFDS spells them.
@@ -135,6 +135,33 @@ def vqa_split_of(data, split, verbose=True, **data_kwargs):
     if isinstance(data, VQASplit):
         return data
     return vqa_source(data, verbose=verbose, **data_kwargs).split(split)
+
+
+def scenes_of(data, split, verbose=True, **data_kwargs):
+    """{image_id: `Scene`} of a split of the synthetic scenes ("scenes", "tfds:vlm_scenes" or their
+    folder): where every object is, for the pointing game.
+
+    Args:
+        **data_kwargs: num_images, seed, data_root (as `resolve_data_dir`); files given
+            explicitly (annotations=, images=, questions=) are refused: they record no scenes.
+
+    Raises:
+        DatasetError: naming the folder, when it is not a scenes dataset (no
+            `annotations/scenes_<split>.json`), or files were given explicitly.
+    """
+    explicit = sorted(k for k in ("annotations", "images", "questions") if data_kwargs.pop(k, None) is not None)
+    if explicit:
+        raise DatasetError(f"the pointing game reads the synthetic scenes; it cannot use {', '.join(explicit)}= "
+                           "files (they do not record where each object is)")
+    data_dir = resolve_data_dir(data, verbose=verbose, **data_kwargs)
+    try:
+        return load_scenes(data_dir, split)
+    except DatasetError:
+        if (pathlib.Path(data_dir) / "annotations" / f"scenes_{split}.json").is_file():
+            raise
+        raise DatasetError(f"data '{data}' has no scene annotations for split '{split}' "
+                           f"(annotations/scenes_{split}.json): the pointing game needs the synthetic "
+                           "scenes, which record where every object is") from None
 
 
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):

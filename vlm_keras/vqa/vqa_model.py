@@ -9,10 +9,11 @@ import tensorflow as tf
 
 from vlm_keras.bundle import ModelBundle
 from vlm_keras.data.formats.vqa import write_vqa_results
-from vlm_keras.data.sources import vqa_split_of
+from vlm_keras.data.sources import scenes_of, vqa_split_of
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import check_answer_counts, normalize_answer, vqa_accuracy_report
+from vlm_keras.metrics.pointing import PointingScore, question_pointing
 from vlm_keras.vqa.export import export_vqa
 from vlm_keras.vqa.models import question_attention_model
 
@@ -111,6 +112,32 @@ class VQAModel(ModelBundle):
             self._attention_model = question_attention_model(self.head)
         features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
         return self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
+
+    def pointing(self, data="scenes", split="test", verbose=1, **data_kwargs):
+        """The pointing game on a split of the synthetic scenes (`metrics.pointing`): for each
+        question about one object, whether the maximum of the glimpse-averaged attention lies on it.
+
+        Returns:
+            {"pointing": hit rate, "pointing_uniform": a uniform map's rate on the same questions,
+            "pointing_count": questions scored, "pointing_ambiguous": 0}.
+
+        Raises:
+            ValueError: for heads without attention ("concat", "question_only").
+            DatasetError: when `data` is not the synthetic scenes.
+        """
+        if self._attention_model is None:
+            self._attention_model = question_attention_model(self.head)   # no attention: fail first
+        scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
+        vqa_split = vqa_split_of(data, split, verbose=False, **data_kwargs)
+        unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
+        features = extract_features(self.encoder, list(unique_paths), self.image_size,
+                                    verbose=verbose, what=f"{vqa_split.name} images")
+        maps = self._attention_model.predict([features[image_index], self.encode_questions(vqa_split.questions)],
+                                             verbose=0, batch_size=256)                  # (Q, h, w)
+        score = PointingScore()
+        for image_id, question, weights in zip(vqa_split.image_ids, vqa_split.questions, maps):
+            question_pointing(question, weights, scenes[image_id], score)
+        return score.report()
 
     def evaluate(self, data="scenes", split="test", predictions=None, verbose=1, **data_kwargs):
         """The official VQA accuracy on a split: overall, per question type and per answer type.
