@@ -1,7 +1,7 @@
 """Trains the three captioners with the same data, epochs and seed, and prints the results table.
 
     python benchmarks/captioners.py [--num-images 6000] [--epochs 8] [--beam-size 3] [--models lstm,attention,transformer]
-                                    [--compare-selection]
+                                    [--feature-layer block5_conv3] [--compare-selection]
 
 For each captioner, on the test and compositional splits, with greedy decoding and with beam
 search: the COCO caption metrics (BLEU-4, CIDEr-D, ROUGE-L as pycocoevalcap computes them;
@@ -45,6 +45,8 @@ def main():
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--feature-layer", default=None,
+                        help="the VGG16 layer the captioners read (default: train_captioner's, block5_conv3)")
     parser.add_argument("--models", default="lstm,attention,transformer")
     parser.add_argument("--compare-selection", action="store_true",
                         help="keep the epoch of the lowest val_loss vs the highest val_cider_d")
@@ -57,6 +59,8 @@ def main():
         folder = pathlib.Path(tempfile.mkdtemp(prefix=f"bench_{model}_"))
         options = dict(data=str(data_dir), model=model, epochs=args.epochs, image_size=args.image_size, seed=args.seed,
                        verbose=1, eval_splits=(), checkpoint_dir=folder)
+        if args.feature_layer:
+            options["feature_layer"] = args.feature_layer
         if args.compare_selection:
             every_epoch = keras.callbacks.ModelCheckpoint(str(folder / "epoch{epoch}.weights.h5"),
                                                           save_weights_only=True)
@@ -82,7 +86,8 @@ def main():
 
     k = args.beam_size
     print(f"\n{args.num_images} scenes images ({args.image_size} px), {args.epochs} epochs, seed {args.seed}, "
-          f"VGG16 weights=None; beam width {k}; COCO caption metrics (pycocoevalcap's definitions)\n")
+          f"VGG16 weights=None, {args.feature_layer or 'block5_conv3'}; beam width {k}; COCO caption metrics "
+          "(pycocoevalcap's definitions)\n")
     if args.compare_selection:
         print("| captioner | epoch kept | by | CIDEr-D test (greedy / beam) | BLEU-4 test (greedy / beam) "
               "| CIDEr-D compositional | BLEU-4 compositional |")
