@@ -238,16 +238,13 @@ def cmd_evaluate(args):
     if args.task == "captioner":
         options["beam_size"] = args.beam_size
     if args.task in ("captioner", "vqa"):
-        options["predictions"] = args.predictions
-    pointing = {}
-    if getattr(args, "pointing", False):   # first: a model without attention or data without scenes fail fast
-        pointing = model.pointing(args.data, **{k: v for k, v in options.items() if k != "predictions"})
+        options.update(predictions=args.predictions, pointing=args.pointing)
     report = model.evaluate(args.data, **options)
-    return [json.dumps(dict(report, **pointing, split=args.split))]
+    return [json.dumps(dict(report, split=args.split))]
 
 
 def cmd_score(args):
-    from vlm_keras.captioning.captioner import COCO_CAPTION_METRICS
+    from vlm_keras.metrics.coco_caption import ALL_METRICS as COCO_CAPTION_METRICS  # no TensorFlow import
     from vlm_keras.data.formats.coco import read_caption_references, read_coco_results
     from vlm_keras.io import check_output_file, write_json
     from vlm_keras.metrics import evaluate_captions

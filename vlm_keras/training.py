@@ -113,16 +113,17 @@ class TrainingRun:
                                        feature_layer=config.feature_layer)
 
     def features(self, encoder, image_paths, what):
-        """The frozen encoder's features of `image_paths`, computed once, as one tensor; in bfloat16
-        when `feature_precision` asks for it (a twin of `encoder` with its weights)."""
+        """The frozen encoder's features of `image_paths`, computed once, as one tensor, in
+        `feature_precision` whatever `precision` trains in (a twin of `encoder` with its weights
+        when the two differ)."""
         config = self.config
-        if config.feature_precision != config.precision and config.feature_precision == "mixed_bfloat16":
-            if getattr(self, "_bfloat16_encoder", None) is None:
-                with dtype_policy("mixed_bfloat16"):
-                    self._bfloat16_encoder = build_image_encoder(config.image_size, weights=None,
-                                                                 feature_layer=config.feature_layer)
-                self._bfloat16_encoder.set_weights(encoder.get_weights())
-            encoder = self._bfloat16_encoder
+        if config.feature_precision != config.precision:
+            if getattr(self, "_feature_encoder", None) is None:
+                with dtype_policy(config.feature_precision):
+                    self._feature_encoder = build_image_encoder(config.image_size, weights=None,
+                                                                feature_layer=config.feature_layer)
+                self._feature_encoder.set_weights(encoder.get_weights())
+            encoder = self._feature_encoder
         return cached_features(encoder, image_paths, config.image_size, verbose=self.verbose, what=what)
 
     # -- training ------------------------------------------------------------------------------

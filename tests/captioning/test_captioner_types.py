@@ -137,13 +137,12 @@ def test_pointing_game_scores_the_words_of_the_maps_it_draws(trained, shapes_dir
 
     # A captioner that says each image's first reference with uniform maps: every colour and shape
     # word is scored (two per object, but for phrases two objects fit equally), at the uniform rate.
-    references = dict(zip(split.image_paths, split.captions))
+    def says_references(features, beam_size=1):
+        assert len(features) == len(split.captions)
+        return [{"words": refs[0].split(), "weights": np.full((len(refs[0].split()), 4, 4), 1 / 16)}
+                for refs in split.captions]
 
-    def says_references(images, beam_size=1):
-        return [{"words": references[i][0].split(),
-                 "weights": np.full((len(references[i][0].split()), 4, 4), 1 / 16)} for i in images]
-
-    monkeypatch.setattr(result, "attention", says_references)
+    monkeypatch.setattr(result, "attention_features", says_references)
     report = result.pointing(str(shapes_dir), split="test", verbose=0)
     objects = sum(len(scenes[i].objects) for i in split.image_ids)
     assert report["pointing_count"] + 2 * report["pointing_ambiguous"] == 2 * objects

@@ -67,6 +67,15 @@ def test_karpathy_splits(tmp_path, dataset):
         assert test.image_ids[0] == 17 and "val2014/COCO_val2014_000000000017.jpg" in test.image_paths[0]
 
 
+def test_karpathy_coco_images_under_images(tmp_path):
+    root = published.karpathy(tmp_path / "coco", "coco")
+    (root / "images").mkdir()
+    for folder in ("train2014", "val2014"):
+        (root / folder).rename(root / "images" / folder)
+    test = caption_source(str(root)).split("test")
+    assert "images/val2014/COCO_val2014_000000000017.jpg" in test.image_paths[0]
+
+
 def test_karpathy_flickr8k_through_the_cli(capsys, tmp_path):
     root = published.karpathy(tmp_path / "flickr8k", "flickr8k")
     model = tmp_path / "model"

@@ -21,10 +21,11 @@ from vlm_keras.data.sources import caption_split_of, scenes_of
 from vlm_keras.data.text import START_ID, tokenize
 from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import evaluate_captions, nltk_bleu_scores
+from vlm_keras.metrics.coco_caption import ALL_METRICS
 from vlm_keras.metrics.pointing import PointingScore, caption_pointing
 
 
-COCO_CAPTION_METRICS = ("bleu", "cider", "rouge", "meteor", "spice")
+COCO_CAPTION_METRICS = ALL_METRICS
 
 
 def caption_metrics():
@@ -58,7 +59,7 @@ def caption_scores(image_ids, references, generated, metrics=None):
     """
     ids = list(image_ids)
     coco_eval = evaluate_captions(dict(zip(ids, references)), dict(zip(ids, generated)),
-                                  metrics=metrics or caption_metrics())
+                                  metrics=caption_metrics() if metrics is None else metrics)
     scores = {f"coco_{name}": value for name, value in coco_eval["corpus"].items()}
     nltk = nltk_bleu_scores([tokenize(refs) for refs in references], tokenize(generated))
     scores.update({f"nltk_{name}": value for name, value in nltk.items()})
@@ -150,6 +151,12 @@ class Captioner(ModelBundle):
         """Captions images given as file paths, encoded bytes or preprocessed (N, S, S, 3) arrays."""
         return self.caption_features(self.encode_images(images, batch_size), beam_size=beam_size)
 
+    def _attention_weights(self):
+        """The model giving the decoder's weights over regions, built once (ValueError without)."""
+        if self._attention_model is None:
+            self._attention_model = attention_weights_model(self.decoder)
+        return self._attention_model
+
     def attention(self, images, beam_size=1):
         """Captions images and returns, for each generated word, its weights over image regions.
 
@@ -157,12 +164,16 @@ class Captioner(ModelBundle):
         array (row t: the regions attended to while word t was chosen; each row sums to 1)}.
         Raises ValueError for the lstm captioner, which has no attention.
         """
-        if self._attention_model is None:
-            self._attention_model = attention_weights_model(self.decoder)
-        features = self.encode_images(images)
-        tokens, _ = self.generate_tokens(features, beam_size=beam_size)
+        return self.attention_features(self.encode_images(images), beam_size=beam_size)
+
+    def attention_features(self, features, beam_size=1, tokens=None):
+        """`attention` from encoder features (N, h, w, c); `tokens` (N, max_steps), when given, are
+        the captions already generated from them (not generated again)."""
+        attention_model = self._attention_weights()
+        if tokens is None:
+            tokens, _ = self.generate_tokens(features, beam_size=beam_size)
         prefix = np.concatenate([np.full((len(tokens), 1), START_ID, np.int32), tokens[:, :-1]], axis=1)
-        weights = self._attention_model.predict([features, prefix], verbose=0)        # (N, T, R)
+        weights = attention_model.predict([features, prefix], verbose=0)                # (N, T, R)
         grid = tuple(self.encoder.output_shape[1:3])
         results = []
         for caption, row in zip(self.tokenizer.decode(tokens), weights):
@@ -174,7 +185,8 @@ class Captioner(ModelBundle):
     def pointing(self, data="scenes", split="test", beam_size=1, verbose=1, **data_kwargs):
         """The pointing game on a split of the synthetic scenes (`metrics.pointing`): for each
         generated colour or shape word of an object in the image, whether the attention maximum
-        lies on that object.
+        lies on that object. `evaluate(..., pointing=True)` gives it with the caption metrics,
+        from one pass over the images.
 
         Args:
             data: "scenes" or a scenes folder (their annotations record where every object is).
@@ -189,18 +201,23 @@ class Captioner(ModelBundle):
             ValueError: for the lstm captioner, which has no attention.
             DatasetError: when `data` is not the synthetic scenes.
         """
-        attention_weights_model(self.decoder)      # no attention: say so before any work
+        self._attention_weights()      # no attention: say so before any work
         scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
         caption_split = caption_split_of(data, split, verbose=False, **data_kwargs)
+        features = extract_features(self.encoder, caption_split.image_paths, self.image_size,
+                                    verbose=verbose, what=f"{caption_split.name} images")
+        return self._pointing_score(caption_split, scenes, self.attention_features(features, beam_size))
+
+    @staticmethod
+    def _pointing_score(caption_split, scenes, maps):
         score = PointingScore()
-        for image_id, result in zip(caption_split.image_ids, self.attention(caption_split.image_paths,
-                                                                          beam_size=beam_size)):
+        for image_id, result in zip(caption_split.image_ids, maps):
             caption_pointing(result["words"], result["weights"], scenes[image_id], score)
         return score.report()
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, data="scenes", split="test", predictions=None, batch_size=64, verbose=1,
-                 beam_size=1, metrics=None, **data_kwargs):
+                 beam_size=1, metrics=None, pointing=False, **data_kwargs):
         """The COCO caption metrics on a split, with every reference of each image.
 
         Args:
@@ -211,13 +228,18 @@ class Captioner(ModelBundle):
             beam_size: 1 for greedy decoding, k > 1 for beam search of width k.
             metrics: the COCO metrics to compute (default `caption_metrics()`: all, METEOR and
                 SPICE when pycocoevalcap and Java can run them).
+            pointing: also play the pointing game (`pointing`) on the same features and captions.
 
         Returns:
             `caption_scores`' dict (coco_bleu1..4, coco_cider_d, coco_rouge_l [, coco_meteor,
-            coco_spice], nltk_bleu1..4, unavailable_metrics), "num_images" and "ms_per_caption".
+            coco_spice], nltk_bleu1..4, unavailable_metrics), "num_images" and "ms_per_caption";
+            with `pointing`, `pointing`'s keys too.
         """
         if int(beam_size) < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if pointing:           # before any work: a captioner without attention, data without scenes
+            self._attention_weights()
+            scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
         caption_split = caption_split_of(data, split, verbose=bool(verbose), **data_kwargs)
         if predictions:
             self.check_predictions_path(predictions, caption_split)
@@ -225,11 +247,14 @@ class Captioner(ModelBundle):
                                     verbose=verbose, what=f"{caption_split.name} images")
         self.generate_tokens(features[:1], beam_size=beam_size)  # trace first: time generation alone
         start = time.perf_counter()
-        generated = self.caption_features(features, batch_size=batch_size, beam_size=beam_size)
+        tokens, _ = self.generate_tokens(features, batch_size=batch_size, beam_size=beam_size)
+        generated = self.tokenizer.decode(tokens)
         seconds = time.perf_counter() - start
         scores = caption_scores(caption_split.image_ids, caption_split.captions, generated, metrics)
         scores["num_images"] = len(caption_split)
         scores["ms_per_caption"] = 1000.0 * seconds / max(1, len(caption_split))
+        if pointing:
+            scores.update(self._pointing_score(caption_split, scenes, self.attention_features(features, tokens=tokens)))
         if predictions:
             coco.write_coco_results(predictions, caption_split.image_ids, generated)
         return scores

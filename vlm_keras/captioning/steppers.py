@@ -67,19 +67,16 @@ class AttentionStepper:
         summary = get("mean_region")(regions)                                        # (B, A)
         return (regions,), (get("initial_h")(summary), get("initial_c")(summary))
 
-    def step(self, tokens, t, context, state, return_attention=False):
+    def step(self, tokens, t, context, state):
         get = self.decoder.get_layer
         (regions,) = context
         # The lookup without Keras' padding mask: the cell takes none (a fed-back word is no padding).
         x = get("token_embedding").call(tokens)                                      # (B, E)
         h, (h, c) = get("lstm").cell(x, list(state), training=False)                  # (B, U)
         query = ops.expand_dims(get("attention_query")(h), 1)                        # (B, 1, A)
-        attended, weights = get("region_attention")(query, regions, regions, return_attention_scores=True)
+        attended = get("region_attention")(query, regions, regions)                  # (B, 1, A)
         x = get("attentional_state")(get("state_and_context")([h, attended[:, 0]]))   # (B, U)
-        logits = get("next_token_logits")(x)                                         # (B, V)
-        if return_attention:
-            return logits, (h, c), weights[:, 0]                                     # (B, R)
-        return logits, (h, c)
+        return get("next_token_logits")(x), (h, c)                                   # (B, V)
 
 
 class TransformerStepper:

@@ -94,6 +94,7 @@ class KarpathyCaptions:
     """Karpathy's splits of COCO, Flickr8k or Flickr30k (see `formats.karpathy`); "restval" joins
     "train" unless `restval_to_train=False`."""
 
+    # Where the images may be, by dataset; COCO's "filepath" (train2014, val2014) is inside it.
     IMAGE_FOLDERS = {"coco": (".", "images"), "flickr8k": ("Flicker8k_Dataset", "Flickr8k_Dataset", "images"),
                      "flickr30k": ("flickr30k-images", "images")}
 
@@ -108,7 +109,10 @@ class KarpathyCaptions:
         root = self.image_root
         if root is None:
             folders = self.IMAGE_FOLDERS.get(dataset, ("images",))
-            root = next((self.root / f for f in folders if (self.root / f).is_dir()), self.root / folders[0])
+            # COCO's folder is the one that holds train2014/ or val2014/ ("." always exists).
+            holds = ((lambda f: (f / "val2014").is_dir() or (f / "train2014").is_dir()) if dataset == "coco"
+                     else pathlib.Path.is_dir)
+            root = next((self.root / f for f in folders if holds(self.root / f)), self.root / folders[0])
         return KarpathyFile(self.path, root, self.restval_to_train)
 
     @property

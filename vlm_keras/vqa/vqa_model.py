@@ -76,16 +76,8 @@ class VQAModel(ModelBundle):
 
         `image_index[i]` says which feature row question i is about (default: row i).
         """
-        tokens = self.encode_questions(questions)
-        if image_index is None:
-            image_index = np.arange(len(tokens))
-        probs = []
-        for start in range(0, len(tokens), batch_size):
-            idx = image_index[start:start + batch_size]
-            logits = self.head([tf.constant(features[idx]), tf.constant(tokens[start:start + batch_size])],
-                               training=False)
-            probs.append(tf.nn.softmax(logits).numpy())
-        return np.concatenate(probs) if probs else np.zeros((0, len(self.answers)), np.float32)
+        logits = _per_question(self.head, features, self.encode_questions(questions), image_index, batch_size)
+        return tf.nn.softmax(logits).numpy() if len(logits) else np.zeros((0, len(self.answers)), np.float32)
 
     def answer(self, images, questions, top_k=1):
         """Answers one question per image (images: paths, bytes or preprocessed arrays).
@@ -108,10 +100,14 @@ class VQAModel(ModelBundle):
         glimpses, each map summing to 1.
 
         Raises ValueError for heads without attention ("concat", "question_only")."""
+        features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
+        return self._attention_weights().predict([features, self.encode_questions(questions)], verbose=0)
+
+    def _attention_weights(self):
+        """The model giving the glimpse-averaged maps, built once (ValueError without attention)."""
         if self._attention_model is None:
             self._attention_model = question_attention_model(self.head)
-        features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
-        return self._attention_model.predict([features, self.encode_questions(questions)], verbose=0)
+        return self._attention_model
 
     def pointing(self, data="scenes", split="test", verbose=1, **data_kwargs):
         """The pointing game on a split of the synthetic scenes (`metrics.pointing`): for each
@@ -125,21 +121,27 @@ class VQAModel(ModelBundle):
             ValueError: for heads without attention ("concat", "question_only").
             DatasetError: when `data` is not the synthetic scenes.
         """
-        if self._attention_model is None:
-            self._attention_model = question_attention_model(self.head)   # no attention: fail first
+        self._attention_weights()      # no attention: say so before any work
         scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
         vqa_split = vqa_split_of(data, split, verbose=False, **data_kwargs)
+        return self._pointing_score(vqa_split, scenes, *self._split_features(vqa_split, verbose))
+
+    def _split_features(self, vqa_split, verbose):
+        """(features of the split's distinct images, each question's row in them)."""
         unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
         features = extract_features(self.encoder, list(unique_paths), self.image_size,
                                     verbose=verbose, what=f"{vqa_split.name} images")
-        maps = self._attention_model.predict([features[image_index], self.encode_questions(vqa_split.questions)],
-                                             verbose=0, batch_size=256)                  # (Q, h, w)
+        return features, image_index
+
+    def _pointing_score(self, vqa_split, scenes, features, image_index):
+        maps = _per_question(self._attention_weights(), features, self.encode_questions(vqa_split.questions),
+                             image_index)                                                   # (Q, h, w)
         score = PointingScore()
         for image_id, question, weights in zip(vqa_split.image_ids, vqa_split.questions, maps):
             question_pointing(question, weights, scenes[image_id], score)
         return score.report()
 
-    def evaluate(self, data="scenes", split="test", predictions=None, verbose=1, **data_kwargs):
+    def evaluate(self, data="scenes", split="test", predictions=None, verbose=1, pointing=False, **data_kwargs):
         """The official VQA accuracy on a split: overall, per question type and per answer type.
 
         Args:
@@ -147,28 +149,33 @@ class VQAModel(ModelBundle):
             split: the split's name.
             predictions: optional path for the answers in the VQA results format; checked before
                 any work (never a file the evaluation reads).
+            pointing: also play the pointing game (`pointing`) on the same features.
             **data_kwargs: num_images, seed, data_root; questions, annotations, images for files
                 given explicitly (`data.sources.vqa_source`).
 
         Returns:
             `vqa_accuracy_report`'s dict; for questions without answers (VQA v2 test-dev) only
             {"num_questions", "scored": False}: the answers can be written (`predictions`), not scored.
+            With `pointing`, `pointing`'s keys too.
 
         Raises:
             ValueError: for questions with neither 10 human answers nor 1 (`check_answer_counts`).
         """
+        if pointing:           # before any work: a head without attention, data without scenes
+            self._attention_weights()
+            scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
         vqa_split = vqa_split_of(data, split, verbose=bool(verbose), **data_kwargs)
         if vqa_split.has_answers:
             check_answer_counts(vqa_split.annotations)
         if predictions:
             self.check_predictions_path(predictions, vqa_split)
-        unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
-        features = extract_features(self.encoder, list(unique_paths), self.image_size,
-                                             verbose=verbose, what=f"{vqa_split.name} images")
+        features, image_index = self._split_features(vqa_split, verbose)
         probs = self.answer_probabilities(features, vqa_split.questions, image_index)
         answers = [self.answers[i] for i in np.argmax(probs, axis=1)]
         report = (vqa_accuracy_report(dict(zip(vqa_split.question_ids, answers)), vqa_split.annotations)
                   if vqa_split.has_answers else {"num_questions": len(answers), "scored": False})
+        if pointing:
+            report = dict(report, **self._pointing_score(vqa_split, scenes, features, image_index))
         if predictions:
             write_vqa_results(predictions, vqa_split.question_ids, answers)
         return report
@@ -191,3 +198,14 @@ class VQAModel(ModelBundle):
     def export(self, path, overwrite=True):
         """Exports a SavedModel: (image bytes, question) -> answer. See `export_vqa`."""
         return export_vqa(self, path, overwrite=overwrite)
+
+
+def _per_question(model, features, tokens, image_index=None, batch_size=256):
+    """`model([features[image_index[i]], tokens[i]])` for every question, a batch at a time, so the
+    features are never copied once per question. `image_index` defaults to row i."""
+    if image_index is None:
+        image_index = np.arange(len(tokens))
+    outputs = [model([tf.constant(features[image_index[start:start + batch_size]]),
+                      tf.constant(tokens[start:start + batch_size])], training=False).numpy()
+               for start in range(0, len(tokens), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)

@@ -17,7 +17,7 @@ import warnings
 
 from vlm_keras.data.formats.reader import (MAX_LISTED, DatasetError, check_image_files, check_split_files,
                                            entry_name, has_words, is_int, json_kind, order_splits, parse_images,
-                                           read_json_object, require_list)
+                                           read_json_object, require_list, unique_entries)
 from vlm_keras.io import write_json
 
 @dataclasses.dataclass
@@ -215,14 +215,8 @@ def read_caption_references(annotation_file):
     annotation_file = pathlib.Path(annotation_file)
     where = f"annotations '{annotation_file}'"
     content = read_json_object(annotation_file, where)
-    ids = {}
-    for index, image in enumerate(require_list(content, "images", where)):
-        entry = entry_name("image", index, image, "id")
-        if not isinstance(image, dict) or not is_int(image.get("id")):
-            raise DatasetError(f'{where}: {entry} has no int "id"')
-        if image["id"] in ids:
-            raise DatasetError(f"{where}: {entry} repeats id {image['id']} of image #{ids[image['id']]}")
-        ids[image["id"]] = index
+    ids = {image_id: index for index, (_, _, image_id)
+           in enumerate(unique_entries(require_list(content, "images", where), "image", "id", where))}
     captions = _parse_annotations(require_list(content, "annotations", where), ids, where)
     return {image_id: refs for image_id, refs in captions.items() if refs}
 

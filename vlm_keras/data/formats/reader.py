@@ -98,27 +98,32 @@ def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def unique_entries(entries, kind, id_key, where):
+    """Yields (entry, its name for errors, its id) for each entry of a list of objects keyed by
+    `id_key`; DatasetError for an entry that is not an object, has no int id, or repeats one."""
+    index_by_id = {}
+    for index, entry in enumerate(entries):
+        name = entry_name(kind, index, entry, id_key)
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: {name} is {json_kind(entry)}; expected an object")
+        entry_id = entry.get(id_key)
+        if not is_int(entry_id):
+            raise DatasetError(f'{where}: {name} has no int "{id_key}"')
+        if entry_id in index_by_id:
+            raise DatasetError(f"{where}: {name} repeats {id_key} {entry_id} of {kind} #{index_by_id[entry_id]}")
+        index_by_id[entry_id] = index
+        yield entry, name, entry_id
+
+
 def parse_images(image_list, root, where):
     """Returns {image_id: absolute path} in file order, checking ids and paths."""
     paths_by_id = {}
-    index_by_id = {}
-    for index, image in enumerate(image_list):
-        entry = entry_name("image", index, image, "id")
-        if not isinstance(image, dict):
-            raise DatasetError(f"{where}: {entry} is {json_kind(image)}; expected an object")
-        if not is_int(image.get("id")):
-            raise DatasetError(f'{where}: {entry} has no int "id"')
+    for image, entry, image_id in unique_entries(image_list, "image", "id", where):
         file_name = image.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             raise DatasetError(f'{where}: {entry} has no str "file_name"')
-        image_id = image["id"]
-        if image_id in paths_by_id:
-            raise DatasetError(
-                f"{where}: {entry} repeats id {image_id} of image #{index_by_id[image_id]}"
-            )
         # resolve() follows symlinks, so a link pointing outside the folder is caught too.
         paths_by_id[image_id] = confined_path(root, file_name, where, entry)
-        index_by_id[image_id] = index
     return paths_by_id
 
 

@@ -26,9 +26,9 @@ import pathlib
 
 import numpy as np
 
-from vlm_keras.data.formats.reader import (DatasetError, check_image_files, check_split_files, entry_name,
-                                           has_words, is_int, json_kind, listing, order_splits, parse_images,
-                                           read_json_object, require_list)
+from vlm_keras.data.formats.reader import (DatasetError, check_image_files, check_split_files, has_words, is_int,
+                                           json_kind, listing, order_splits, parse_images, read_json_object,
+                                           require_list, unique_entries)
 from vlm_keras.io import write_json
 
 HUMAN_ANSWERS = 10
@@ -257,14 +257,10 @@ def write_vqa_results(path, question_ids, answers):
 
 def _parse_questions(entries, where):
     """Returns {question_id: (image_id, question)} in file order."""
-    questions, index_by_id = {}, {}
-    for index, entry in enumerate(entries):
-        name = entry_name("question", index, entry, "question_id")
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{where}: {name} is {json_kind(entry)}; expected an object")
-        for key in ("question_id", "image_id"):
-            if not is_int(entry.get(key)):
-                raise DatasetError(f'{where}: {name} has no int "{key}"')
+    questions = {}
+    for entry, name, question_id in unique_entries(entries, "question", "question_id", where):
+        if not is_int(entry.get("image_id")):
+            raise DatasetError(f'{where}: {name} has no int "image_id"')
         text = entry.get("question")
         if not isinstance(text, str):
             raise DatasetError(f'{where}: {name} has no str "question"')
@@ -272,12 +268,7 @@ def _parse_questions(entries, where):
             raise DatasetError(f"{where}: {name} question is empty")
         if not has_words(text):
             raise DatasetError(f"{where}: {name} question {text!r} has no words (punctuation only)")
-        question_id = entry["question_id"]
-        if question_id in questions:
-            raise DatasetError(f"{where}: {name} repeats question_id {question_id} of "
-                               f"question #{index_by_id[question_id]}")
         questions[question_id] = (entry["image_id"], text.strip())
-        index_by_id[question_id] = index
     if not questions:
         raise DatasetError(f'{where}: "questions" is empty')
     return questions
@@ -285,20 +276,11 @@ def _parse_questions(entries, where):
 
 def _parse_vqa_annotations(entries, questions, where):
     """Returns {question_id: annotation dict}, checking each against its question."""
-    annotations, index_by_id = {}, {}
-    for index, entry in enumerate(entries):
-        name = entry_name("annotation", index, entry, "question_id")
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{where}: {name} is {json_kind(entry)}; expected an object")
-        question_id = entry.get("question_id")
-        if not is_int(question_id):
-            raise DatasetError(f'{where}: {name} has no int "question_id"')
+    annotations = {}
+    for entry, name, question_id in unique_entries(entries, "annotation", "question_id", where):
         if question_id not in questions:
             raise DatasetError(f"{where}: {name} refers to question_id {question_id}, which is "
                                "not in the questions file")
-        if question_id in annotations:
-            raise DatasetError(f"{where}: {name} repeats question_id {question_id} of "
-                               f"annotation #{index_by_id[question_id]}")
         if entry.get("image_id") != questions[question_id][0]:
             raise DatasetError(f"{where}: {name} has image_id {entry.get('image_id')!r}; its "
                                f"question has image_id {questions[question_id][0]}")
@@ -314,7 +296,6 @@ def _parse_vqa_annotations(entries, questions, where):
                 raise DatasetError(f'{where}: {name} answer #{position} is {answer!r}; expected '
                                    'an object with a str "answer"')
         annotations[question_id] = entry
-        index_by_id[question_id] = index
     return annotations
 
 

@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 
 from vlm_keras.data.formats.coco import write_coco_captions
-from vlm_keras.data.formats.reader import DatasetError, entry_name, is_int, read_json_object, require_list
+from vlm_keras.data.formats.reader import DatasetError, read_json_object, require_list, unique_entries
 from vlm_keras.data.formats.vqa import HUMAN_ANSWERS, vqa_files, write_vqa_split_files
 from vlm_keras.data.scenes.captions import render_example
 from vlm_keras.data.scenes.questions import generate_questions, human_answers
@@ -297,17 +297,9 @@ def _read_scenes(path):
     """Yields (image_id, Scene) from a scenes file, checking each entry."""
     where = f"scenes '{path}'"
     content = read_json_object(path, where, ("scenes",))
-    index_by_id = {}
-    for index, entry in enumerate(require_list(content, "scenes", where)):
-        name = entry_name("scene", index, entry, "image_id")
-        if not isinstance(entry, dict) or not is_int(entry.get("image_id")):
-            raise DatasetError(f'{where}: {name} has no int "image_id"')
-        if entry["image_id"] in index_by_id:
-            raise DatasetError(f"{where}: {name} repeats image_id {entry['image_id']} of scene "
-                               f"#{index_by_id[entry['image_id']]}")
-        index_by_id[entry["image_id"]] = index
+    for entry, name, image_id in unique_entries(require_list(content, "scenes", where), "scene", "image_id", where):
         try:
             scene = Scene.from_dict(entry.get("scene") or {})
         except (ValueError, TypeError, AttributeError) as error:
             raise DatasetError(f"{where}: {name} is not a valid scene: {error}") from error
-        yield entry["image_id"], scene
+        yield image_id, scene
