@@ -1,7 +1,8 @@
 """Trains the three captioners with the same data, epochs and seed, and prints the results table.
 
     python benchmarks/captioners.py [--num-images 6000] [--epochs 8] [--beam-size 3] [--models lstm,attention,transformer]
-                                    [--feature-layer block5_conv3] [--compare-selection]
+                                    [--feature-layer block3_pool] [--option region_layers=2 ...]
+                                    [--compare-selection]
 
 For each captioner, on the test and compositional splits, with greedy decoding and with beam
 search: the COCO caption metrics (BLEU-4, CIDEr-D, ROUGE-L as pycocoevalcap computes them;
@@ -26,6 +27,7 @@ import keras
 import numpy as np
 
 from vlm_keras import train_captioner
+from vlm_keras.config import _model_option
 from vlm_keras.data.formats import coco
 from vlm_keras.data.sources import resolve_data_dir
 
@@ -46,8 +48,10 @@ def main():
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feature-layer", default=None,
-                        help="the VGG16 layer the captioners read (default: train_captioner's, block5_conv3)")
+                        help="the VGG16 layer the captioners read (default: train_captioner's, block3_pool)")
     parser.add_argument("--models", default="lstm,attention,transformer")
+    parser.add_argument("--option", action="append", type=_model_option, default=[], metavar="KEY=VALUE",
+                        help="a size for the decoder builders, e.g. region_layers=2 (repeat the flag)")
     parser.add_argument("--compare-selection", action="store_true",
                         help="keep the epoch of the lowest val_loss vs the highest val_cider_d")
     args = parser.parse_args()
@@ -61,6 +65,7 @@ def main():
                        verbose=1, eval_splits=(), checkpoint_dir=folder)
         if args.feature_layer:
             options["feature_layer"] = args.feature_layer
+        options.update(dict(args.option))
         if args.compare_selection:
             every_epoch = keras.callbacks.ModelCheckpoint(str(folder / "epoch{epoch}.weights.h5"),
                                                           save_weights_only=True)
@@ -86,7 +91,7 @@ def main():
 
     k = args.beam_size
     print(f"\n{args.num_images} scenes images ({args.image_size} px), {args.epochs} epochs, seed {args.seed}, "
-          f"VGG16 weights=None, {args.feature_layer or 'block5_conv3'}; beam width {k}; COCO caption metrics "
+          f"VGG16 weights=None, {args.feature_layer or 'block3_pool'}; beam width {k}; COCO caption metrics "
           "(pycocoevalcap's definitions)\n")
     if args.compare_selection:
         print("| captioner | epoch kept | by | CIDEr-D test (greedy / beam) | BLEU-4 test (greedy / beam) "

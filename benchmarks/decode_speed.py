@@ -3,7 +3,7 @@ whole prefix every word, and the incremental graph loop that carries the decoder
 
     python benchmarks/decode_speed.py [--models lstm=DIR,attention=DIR,transformer=DIR] [--batches 1,64]
 
-Without --models each captioner type is freshly initialised at the demo's sizes (64 px: a 4x4x512
+Without --models each captioner type is freshly initialised at the demo's sizes (64 px: block3_pool's 8x8x256
 grid, 51 words, 23 steps) with the end token's output bias at -1e4, so that every caption runs all
 23 steps (a random decoder would otherwise stop at a random step, and the figures with it); with a
 model folder, its trained decoder is timed as it is (generation stops when every caption of the
@@ -28,8 +28,9 @@ from vlm_keras.captioning.decoding import beam_search, beam_search_prefix, greed
 from vlm_keras.captioning.models import build_caption_decoder
 from vlm_keras.config import CAPTIONER_TYPES
 from vlm_keras.data.text import END_ID, PAD_ID, START_ID
+from vlm_keras.encoders.regions import adapt_region_encoder
 
-DEMO_SIZES = {"vocab_size": 51, "feature_shape": (4, 4, 512), "max_length": 22}
+DEMO_SIZES = {"vocab_size": 51, "feature_shape": (8, 8, 256), "max_length": 22}
 
 
 def predict_loop(decoder, features, steps):
@@ -65,7 +66,7 @@ def decoder_of(model_type, folder):
         return captioner.decoder, captioner.max_steps
     sizes = DEMO_SIZES
     decoder = build_caption_decoder(model_type, sizes["vocab_size"], sizes["feature_shape"], sizes["max_length"])
-    decoder.get_layer("feature_normalization").adapt(np.random.default_rng(0).random((32, *sizes["feature_shape"]),
+    adapt_region_encoder(decoder, np.random.default_rng(0).random((32, *sizes["feature_shape"]),
                                                                                     dtype=np.float32))
     bias = decoder.get_layer("next_token_logits").bias
     bias.assign(tf.tensor_scatter_nd_update(bias, [[END_ID]], [-1e4]))  # never ends: all steps run

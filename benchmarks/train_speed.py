@@ -29,10 +29,11 @@ from vlm_keras.captioning.models import build_caption_decoder
 from vlm_keras.config import CAPTIONER_TYPES
 from vlm_keras.data import pipeline
 from vlm_keras.distribute import get_strategy
+from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.fit import resumable_fit
 
 VOCAB, MAX_LENGTH = 51, 22
-GRID = (4, 4, 512)  # VGG16's block5_conv3 at 64 px; --grid 7,7,512 is block5_pool at 224 px
+GRID = (8, 8, 256)  # VGG16's block3_pool at 64 px (the default); --grid 4,4,512 is block5_conv3
 # Decoder layers applied once per caption (the image side); all others run once per token.
 PER_CAPTION = ("image_projection", "initial_h", "initial_c", "regions")
 
@@ -58,6 +59,13 @@ def forward_flops_per_token(decoder, tokens_per_caption):
     flops = 0.0
     regions = GRID[0] * GRID[1]
     for layer in decoder.layers:
+        if layer.name == "region_encoder":
+            # Its convolutions run once per caption, at every cell of their output grid.
+            for conv in (sub for sub in layer.layers if isinstance(sub, keras.layers.Conv2D)):
+                cells = int(np.prod(conv.output.shape[1:3]))
+                flops += 2 * int(np.prod(conv.kernel.shape)) * cells / tokens_per_caption
+            regions = int(np.prod(layer.output.shape[1:3]))      # what the attention reads
+            continue
         if layer.name in ("token_embedding", "feature_normalization") or not layer.weights:
             continue
         size = sum(int(np.prod(w.shape)) for w in layer.trainable_weights if "kernel" in w.path)
@@ -86,7 +94,7 @@ def main():
     parser.add_argument("--types", default=",".join(CAPTIONER_TYPES))
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=40, help="steps per timed epoch")
-    parser.add_argument("--grid", default="4,4,512", help="the feature grid (h,w,c)")
+    parser.add_argument("--grid", default="8,8,256", help="the feature grid (h,w,c)")
     parser.add_argument("--vocab", type=int, default=VOCAB, help="vocabulary size (COCO: about 10,000)")
     parser.add_argument("--max-length", type=int, default=MAX_LENGTH, help="words per caption at most")
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
@@ -111,7 +119,7 @@ def main():
         keras.utils.set_random_seed(0)
         keras.mixed_precision.set_dtype_policy(args.precision)
         decoder = build_caption_decoder(model_type, VOCAB, GRID, MAX_LENGTH)
-        decoder.get_layer("feature_normalization").adapt(features)
+        adapt_region_encoder(decoder, features)
         decoder.compile(optimizer=keras.optimizers.Adam(1e-3), loss=caption_loss(), metrics=[MaskedTokenAccuracy()])
         batches = lambda epoch, skip: pipeline.caption_dataset(features, image_index, ids, args.batch_size,  # noqa: E731
                                                                 seed=0, epoch=epoch, skip=skip)

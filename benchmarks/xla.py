@@ -21,6 +21,7 @@ from vlm_keras.captioning.decoding import beam_search, greedy_decode
 from vlm_keras.captioning.losses import caption_loss
 from vlm_keras.captioning.models import build_caption_decoder
 from vlm_keras.config import CAPTIONER_TYPES
+from vlm_keras.encoders.regions import adapt_region_encoder
 
 VOCAB, STEPS, GRID = 51, 23, (4, 4, 512)
 
@@ -49,7 +50,7 @@ def main():
     tokens = tf.constant(rng.integers(4, VOCAB, size=(args.batch, STEPS)).astype("int32"))
     for model_type in args.types.split(","):
         decoder = build_caption_decoder(model_type, VOCAB, GRID, STEPS - 1)
-        decoder.get_layer("feature_normalization").adapt(features.numpy())
+        adapt_region_encoder(decoder, features.numpy())
         optimizer = keras.optimizers.Adam(1e-3)
         loss_fn = caption_loss()
 

@@ -34,7 +34,7 @@ def test_every_cli_flag_sets_its_field(task):
 
 
 def test_task_options_and_their_own_defaults():
-    assert CaptionerConfig().model == "lstm" and CaptionerConfig().feature_layer == "block5_conv3"
+    assert CaptionerConfig().model == "lstm" and CaptionerConfig().feature_layer == "block3_pool"
     assert VQAConfig().model == "attention" and VQAConfig().feature_layer == "block2_pool"
     assert RetrievalConfig().batch_size == 256 and RetrievalConfig().feature_layer == "block3_pool"
     assert {c().image_size for c in TASK_CONFIGS.values()} == {64}

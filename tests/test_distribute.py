@@ -95,7 +95,7 @@ def test_vqa_on_two_cpus_matches_one_device(shapes_dir, tmp_path):
         from vlm_keras import train_vqa
         data = write_vqa_dataset({str(shapes_dir)!r})
         common = dict(data=str(data), model="attention", epochs=2, image_size=32, units=16, embed_dim=8,
-                      fusion_dim=16, attention_dim=8, conv_filters=8, dropout=0.0, seed=4, verbose=0,
+                      fusion_dim=16, attention_dim=8, region_filters=8, dropout=0.0, seed=4, verbose=0,
                       eval_splits=())
         one = train_vqa(batch_size=12, strategy="default", checkpoint_dir={str(tmp_path / "a")!r}, **common)
         two = train_vqa(batch_size=6, checkpoint_dir={str(tmp_path / "b")!r},

@@ -61,7 +61,7 @@ def test_attention_maps(trained, shapes_dir):
     maps = result.attention(images)
     assert [m["caption"] for m in maps] == result.caption(images)
     for m in maps:
-        assert m["weights"].shape == (len(m["words"]), 4, 4)
+        assert m["weights"].shape == (len(m["words"]), 8, 8)       # block3_pool at 64 px: S / 8
         np.testing.assert_allclose(m["weights"].reshape(len(m["words"]), -1).sum(-1), 1.0, atol=1e-4)
 
 

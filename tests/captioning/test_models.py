@@ -5,10 +5,11 @@ import pytest
 import tensorflow as tf
 
 import keras
-from vlm_keras.data.text import END_ID, PAD_ID, START_ID, Tokenizer
 from vlm_keras.captioning.decoding import beam_search, greedy_decode, tokens_to_text
 from vlm_keras.captioning.losses import caption_loss
 from vlm_keras.captioning.models import build_captioner, build_lstm_decoder
+from vlm_keras.data.text import END_ID, PAD_ID, START_ID, Tokenizer
+from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.encoders.vgg16 import WeightsUnavailableError, build_image_encoder
 
 FEATURES = (2, 2, 8)
@@ -18,7 +19,7 @@ def _decoder(vocab_size=12, seed_weights=0, **kw):
     keras.utils.set_random_seed(seed_weights)
     kw = dict(dict(embed_dim=16, units=32, num_layers=2, dropout=0.0), **kw)
     dec = build_lstm_decoder(vocab_size, FEATURES, **kw)
-    dec.get_layer("feature_normalization").adapt(np.random.rand(8, *FEATURES).astype("float32"))
+    adapt_region_encoder(dec, np.random.rand(8, *FEATURES).astype("float32"))
     return dec
 
 
@@ -75,7 +76,7 @@ def _tiny_task():
 def test_tiny_captioner_learns_its_captions_and_greedy_matches_teacher_forcing():
     tok, feats, captions = _tiny_task()
     dec = _decoder(tok.vocab_size)
-    dec.get_layer("feature_normalization").adapt(feats)
+    adapt_region_encoder(dec, feats)
     ids = tok.encode(captions).numpy()
     x = {"image_features": feats, "caption_tokens": ids[:, :-1]}
     dec.compile(optimizer=keras.optimizers.Adam(1e-2), loss=caption_loss())

@@ -43,7 +43,7 @@ def test_every_epoch_shares_one_features_tensor(shapes_dir, tmp_path, monkeypatc
     monkeypatch.setattr(pipeline, dataset_fn, spy)
     data = write_vqa_dataset(shapes_dir) if trainer == "train_vqa" else shapes_dir
     small = {"train_captioner": {"units": 8, "embed_dim": 8, "num_layers": 1},
-             "train_vqa": {"units": 8, "embed_dim": 8, "fusion_dim": 8, "conv_filters": 4},
+             "train_vqa": {"units": 8, "embed_dim": 8, "fusion_dim": 8, "region_filters": 4},
              "train_retrieval": {"embed_dim": 8, "hidden_dim": 8, "attention_dim": 8, "word_dim": 8,
                                  "units": 8}}[trainer]
     getattr(vlm_keras, trainer)(data=str(data), epochs=2, image_size=32, batch_size=32, seed=0, verbose=0,
@@ -112,3 +112,18 @@ def test_cutting_the_padding_leaves_the_captioners_loss_unchanged():
         padded = loss(ids[:, 1:], decoder([features, ids[:, :-1]]))
         cut = loss(ids[:, 1:7], decoder([features, ids[:, :6]]))
         np.testing.assert_allclose(float(cut), float(padded), rtol=1e-5)
+
+
+def test_per_epoch_datasets_run_without_the_autotuner():
+    """Each epoch's iterator dies when its fit() returns, and with the autotuner on its destructor
+    waited seconds for the tuning thread; the per-epoch datasets turn it off."""
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(size=(4, 2, 2, 3)).astype("float32"))
+    ids = rng.integers(1, 9, size=(8, 6)).astype("int32")
+    index = np.repeat(np.arange(4), 2).astype("int32")
+    captions = pipeline.caption_dataset(features, index, ids, 4)
+    grouped = pipeline.grouped_vqa_dataset(features, np.arange(4, dtype="int32"), ids.reshape(4, 2, 6),
+                                           np.zeros((4, 2), "int64"), 2)
+    for ds in (captions, grouped):
+        assert ds.options().autotune.enabled is False
+        assert sum(1 for _ in ds) == 2

@@ -53,7 +53,7 @@ def test_the_image_tower_pools_an_earlier_vgg16_block_to_4x4():
     features = np.random.rand(6, 8, 8, 256).astype("float32")
     adapt_image_tower(tower, features)                # the statistics of the pooled grid
     pooled = features.reshape(6, 4, 2, 4, 2, 256).max(axis=(2, 4))
-    np.testing.assert_allclose(tower.get_layer("feature_normalization").mean.numpy().reshape(4, 4, 256),
+    np.testing.assert_allclose(tower.get_layer("region_encoder").get_layer("feature_normalization").mean.numpy().reshape(4, 4, 256),
                                pooled.mean(axis=0), rtol=1e-4)
     assert "grid_pool" not in [layer.name for layer in build_image_tower((4, 4, 512)).layers]
 
@@ -123,6 +123,7 @@ def test_negatives_come_from_the_global_batch_under_tf_distribute(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras
+        from vlm_keras.encoders.regions import adapt_region_encoder
         from vlm_keras.retrieval.models import (ContrastiveTrainer, build_dual_encoder, build_image_tower,
                                                 build_text_tower, contrastive_loss)
 
@@ -134,7 +135,7 @@ def test_negatives_come_from_the_global_batch_under_tf_distribute(tmp_path):
         def step():
             keras.utils.set_random_seed(0)
             image_tower = build_image_tower((2, 2, 4), embed_dim=8, hidden_dim=16, dropout=0.0)
-            image_tower.get_layer("feature_normalization").adapt(x["image_features"])
+            adapt_region_encoder(image_tower, x["image_features"])
             dual = build_dual_encoder(image_tower, build_text_tower(12, embed_dim=8, word_dim=4, units=4))
             trainer = ContrastiveTrainer(dual)
             trainer.compile(optimizer=keras.optimizers.SGD(0.5))

@@ -9,7 +9,8 @@ import pytest
 import keras
 from vlm_keras.cli import main
 from vlm_keras.data import pipeline
-from vlm_keras.vqa.models import adapt_vqa_head, build_grouped_trainer, build_vqa_head, question_attention_model
+from vlm_keras.encoders.regions import adapt_region_encoder
+from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, question_attention_model
 from vlm_keras.vqa import VQAModel, build_answer_vocabulary
 
 from tests.helpers import run_python
@@ -19,14 +20,14 @@ GRID = (2, 2, 6)
 
 def _head(model_type, vocab=12, answers=4, **kw):
     keras.utils.set_random_seed(0)
-    kw = {"embed_dim": 8, "units": 16, "fusion_dim": 32, "attention_dim": 16, "conv_filters": 8,
+    kw = {"embed_dim": 8, "units": 16, "fusion_dim": 32, "attention_dim": 16, "region_filters": 8,
           "dropout": 0.0, **kw}
     head = build_vqa_head(model_type, vocab, answers, GRID, **kw)
-    adapt_vqa_head(head, np.random.rand(8, *GRID).astype("float32"))
+    adapt_region_encoder(head, np.random.rand(8, *GRID).astype("float32"))
     return head
 
 
-@pytest.mark.parametrize("model_type", ["concat", "attention", "question_only"])
+@pytest.mark.parametrize("model_type", ["concat", "attention", "graph", "question_only"])
 def test_heads_give_answer_logits(model_type):
     head = _head(model_type)
     out = head([np.random.rand(3, *GRID).astype("float32"), np.array([[2, 5, 6, 3], [2, 7, 3, 0], [2, 3, 0, 0]])])
@@ -38,7 +39,7 @@ def test_question_only_ignores_the_image_and_the_others_do_not():
     a, b = np.zeros((1, *GRID), "float32"), np.ones((1, *GRID), "float32")
     blind = _head("question_only")
     np.testing.assert_allclose(blind([a, tokens]), blind([b, tokens]))
-    for model_type in ("concat", "attention"):
+    for model_type in ("concat", "attention", "graph"):
         head = _head(model_type)
         assert not np.allclose(head([a, tokens]), head([b, tokens]))
 
@@ -54,19 +55,19 @@ def test_attention_weights_sum_to_one_over_regions():
 
 @pytest.mark.parametrize("grid, regions", [((16, 16, 5), 64), ((4, 4, 5), 16), ((2, 2, 6), 4)])
 def test_region_convolutions_stride_down_to_the_region_grid(grid, regions):
-    head = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, conv_filters=8)
+    head = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, region_filters=8)
     assert head.get_layer("image_branch").output_shape[1] == (None, regions, 16)
-    no_convs = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, conv_filters=0)
+    no_convs = build_vqa_head("attention", 12, 4, grid, units=16, attention_dim=16, region_layers=0)
     assert no_convs.get_layer("image_branch").output_shape[1] == (None, grid[0] * grid[1], 16)
 
 
 def test_head_options_shape_the_pooled_image():
-    head = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, conv_filters=8, cell_channels=3,
+    head = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, region_filters=8, cell_channels=3,
                           image_dropout=0.5)
     image_branch = head.get_layer("image_branch")
     assert image_branch.get_layer("pooled_image").output.shape[1:] == (8 * 8 * 3,)
     assert image_branch.get_layer("pooled_dropout").rate == 0.5
-    plain = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, conv_filters=8)
+    plain = build_vqa_head("concat", 12, 4, (16, 16, 5), units=16, region_filters=8)
     assert "pooled_dropout" not in [layer.name for layer in plain.get_layer("image_branch").layers]
 
 
@@ -92,7 +93,7 @@ def test_group_questions_hand_computed():
         pipeline.group_questions(image_index, tokens, np.full(6, -1))
 
 
-@pytest.mark.parametrize("model_type", ["concat", "attention", "question_only"])
+@pytest.mark.parametrize("model_type", ["concat", "attention", "graph", "question_only"])
 def test_grouped_trainer_gives_the_heads_logits_for_every_question(model_type):
     head = _head(model_type)
     features = np.random.default_rng(0).normal(size=(3, *GRID)).astype("float32")
@@ -125,7 +126,7 @@ def test_a_tiny_concat_model_learns_an_answer_that_depends_on_the_image():
     labels, features = _one_channel_on(256, seed=0)
     tokens = np.tile([[2, 5, 6, 3]], (256, 1))
     head = _head("concat")
-    adapt_vqa_head(head, features)
+    adapt_region_encoder(head, features)
     head.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=["accuracy"])
     head.fit([features, tokens], labels, epochs=30, batch_size=64, verbose=0)
@@ -145,7 +146,7 @@ def test_grouped_training_learns_answers_that_depend_on_image_and_question():
     answers = np.stack([channel, np.where(channel < 2, 4, 5)], axis=1)          # (G, 2)
     tokens = np.broadcast_to(questions, (128, 2, 4)).copy()
     head = _head("attention", answers=6)
-    adapt_vqa_head(head, features)
+    adapt_region_encoder(head, features)
     trainer = build_grouped_trainer(head, questions_per_image=2, question_length=4)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-2),
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -176,7 +177,14 @@ def test_vqa_round_trip_answers_and_errors(trained_vqa, vqa_dir):
     for g, e in zip(got, expected):
         assert g["probability"] == pytest.approx(e["probability"], abs=1e-5)
         assert len(g["top_k"]) == 3 and g["top_k"][0][0] == g["answer"]
-    assert loaded.attention(test.image_paths[:2], test.questions[:2]).shape == (2, 8, 8)
+    maps = loaded.attention(test.image_paths[:3], test.questions[:3])
+    assert maps.shape == (3, 8, 8)
+    # From features: the split's images encoded once, each question pointing at its row.
+    features = loaded.encode_images([test.image_paths[0], test.image_paths[2]])
+    np.testing.assert_allclose(loaded.attention_features(features, [test.questions[0], test.questions[2]]),
+                               maps[[0, 2]], atol=1e-5)
+    np.testing.assert_allclose(loaded.attention_features(features, test.questions[:3][::2], image_index=[0, 1]),
+                               maps[[0, 2]], atol=1e-5)
     with pytest.raises(ValueError, match="2 images but 1 questions"):
         loaded.answer(test.image_paths[:2], test.questions[:1])
     with pytest.raises(ValueError, match="question #0"):

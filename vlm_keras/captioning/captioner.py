@@ -20,6 +20,7 @@ from vlm_keras.data.formats import coco
 from vlm_keras.data.sources import caption_split_of, scenes_of
 from vlm_keras.data.text import START_ID, tokenize
 from vlm_keras.encoders.features import extract_features
+from vlm_keras.encoders.regions import region_grid_shape
 from vlm_keras.metrics import evaluate_captions, nltk_bleu_scores
 from vlm_keras.metrics.coco_caption import ALL_METRICS
 from vlm_keras.metrics.pointing import PointingScore, caption_pointing
@@ -174,7 +175,7 @@ class Captioner(ModelBundle):
             tokens, _ = self.generate_tokens(features, beam_size=beam_size)
         prefix = np.concatenate([np.full((len(tokens), 1), START_ID, np.int32), tokens[:, :-1]], axis=1)
         weights = attention_model.predict([features, prefix], verbose=0)                # (N, T, R)
-        grid = tuple(self.encoder.output_shape[1:3])
+        grid = region_grid_shape(self.decoder)                                          # (h', w')
         results = []
         for caption, row in zip(self.tokenizer.decode(tokens), weights):
             words = caption.split()

@@ -17,10 +17,19 @@ tuple of batch-major tensors, so beam search reorders it with one `tf.gather` pe
 every position.
 """
 
+import keras
 import tensorflow as tf
 from keras import ops
 
 from vlm_keras.layers.scaled_dot_product_attention import _MASKED_SCORE
+
+
+def image_side(decoder, layer_name):
+    """The part of a decoder from its image features to the output of `layer_name`, sharing its
+    layers: what a step function computes once per image (the region encoder and what follows
+    it, or the normalisation of models saved before the region encoder existed)."""
+    return keras.Model(decoder.inputs[0], decoder.get_layer(layer_name).output,
+                       name=f"{decoder.name}_{layer_name}")
 
 
 class LSTMStepper:
@@ -31,12 +40,12 @@ class LSTMStepper:
         self.decoder = decoder
         self.num_layers = sum(1 for layer in decoder.layers if layer.name.startswith("lstm_")
                               and not layer.name.startswith("lstm_dropout"))
+        self.image_vector = image_side(decoder, "image_projection")
 
     def start(self, features, max_steps):
         """Per-image work done once: (context, initial state)."""
         get = self.decoder.get_layer
-        x = get("flatten_grid")(get("feature_normalization")(features))
-        image_vector = get("image_projection")(x)                                    # (B, U)
+        image_vector = self.image_vector(features, training=False)                   # (B, U)
         state = []
         for i in range(self.num_layers):
             state += [get(f"initial_h_{i}")(image_vector), get(f"initial_c_{i}")(image_vector)]
@@ -60,10 +69,11 @@ class AttentionStepper:
 
     def __init__(self, decoder):
         self.decoder = decoder
+        self.regions = image_side(decoder, "regions")
 
     def start(self, features, max_steps):
         get = self.decoder.get_layer
-        regions = get("regions")(get("feature_normalization")(features))             # (B, R, A)
+        regions = self.regions(features, training=False)                             # (B, R, A)
         summary = get("mean_region")(regions)                                        # (B, A)
         return (regions,), (get("initial_h")(summary), get("initial_c")(summary))
 
@@ -96,11 +106,11 @@ class TransformerStepper:
         self.decoder = decoder
         self.blocks = sorted((layer for layer in decoder.layers if layer.name.startswith("decoder_block_")),
                              key=lambda layer: int(layer.name.rsplit("_", 1)[1]))
+        self.regions = image_side(decoder, "regions")
         self._kernels = None
 
     def start(self, features, max_steps):
-        get = self.decoder.get_layer
-        regions = get("regions")(get("feature_normalization")(features))             # (B, R, D)
+        regions = self.regions(features, training=False)                             # (B, R, D)
         context, state = [], []
         batch = ops.shape(features)[0]
         for block in self.blocks:

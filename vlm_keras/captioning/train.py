@@ -7,6 +7,7 @@ from vlm_keras.captioning.losses import MaskedTokenAccuracy, caption_loss
 from vlm_keras.captioning.models import DECODER_BUILDERS, build_caption_decoder, build_captioner
 from vlm_keras.config import CaptionerConfig, check_model_options
 from vlm_keras.data import pipeline
+from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.encoders.vgg16 import image_input
 from vlm_keras.metrics import evaluate_captions, tokenize_captions
 from vlm_keras.training import TrainingRun
@@ -50,7 +51,7 @@ def train_captioner(data=None, *, config=None, **options):
                 over the VGG16 grid for every word) or "transformer";
             epochs, image_size, batch_size (per replica), learning_rate (default 3e-3, 1e-3 for
                 the transformer), weights (None: random, the offline default; "imagenet"; a
-                local .h5), feature_layer ("block5_conv3"), fine_tune (train VGG16 too; else its
+                local .h5), feature_layer ("block3_pool"), fine_tune (train VGG16 too; else its
                 features are cached once), max_length, num_images, seed;
             out: the model folder to write; run the same call again after a crash and training
                 resumes from the last backup in out/checkpoints;
@@ -90,7 +91,7 @@ def _train(run):
     train_index, train_ids = pipeline.caption_examples(train_split.captions, tokenizer)
     train_features = run.features(encoder, train_split.image_paths, "train images")
     # Feature statistics come from the training images only.
-    decoder.get_layer("feature_normalization").adapt(train_features)
+    adapt_region_encoder(decoder, train_features)
     val_examples = pipeline.caption_examples(val_split.captions, tokenizer) if val_split is not None else None
 
     if config.fine_tune:

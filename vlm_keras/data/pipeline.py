@@ -41,7 +41,16 @@ def epoch_batches(ds, num_examples, batch_size, shuffle, seed, epoch, skip, per_
     ds = ds.skip(skip * batch_size)  # only the last batch is short, and it is never skipped
     if per_example is not None:
         ds = ds.map(per_example, num_parallel_calls=AUTOTUNE)
-    return shard_by_data(ds.batch(batch_size))
+    return shard_by_data(ds.batch(batch_size)).with_options(_EPOCH_OPTIONS)
+
+
+# tf.data's autotuner off for the per-epoch datasets (their AUTOTUNE settings then take tf.data's
+# defaults: parallelism = the cores). Every epoch's iterator is destroyed when its fit() returns,
+# and the destructor waits for the autotuning thread, which on cores busy with training steps took
+# 9-11 s after some epochs (the demo lost 30 s to it; py-spy showed fit()'s return blocked in
+# IteratorResource::~IteratorResource). These pipelines slice cached arrays: nothing to tune.
+_EPOCH_OPTIONS = tf.data.Options()
+_EPOCH_OPTIONS.autotune.enabled = False
 
 
 def caption_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0,

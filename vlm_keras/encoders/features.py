@@ -6,8 +6,17 @@ the datasets the cache as one `tf.Tensor` (`cached_features`): a NumPy array is 
 new constant by each dataset made from it, and those copies are never freed, so a run would grow
 by the size of its features every epoch (1.3 GB an epoch for 9,600 VQA images at block2_pool;
 `benchmarks/epoch_memory.py`).
+
+`cached_features` also remembers what it computed, for the life of the process: a second model
+trained on the same images with the same frozen encoder (same weights, layer and image size; the
+files unchanged since) reuses the features instead of running VGG16 again. A notebook or a
+benchmark that trains several models on one dataset pays for the encoder once. The memory is
+bounded (`VLM_KERAS_FEATURE_MEMORY_MB`, default 3072; 0 turns it off); the oldest entries go first.
 """
 
+import collections
+import hashlib
+import os
 import weakref
 
 import keras
@@ -60,10 +69,47 @@ def extract_features(encoder, image_paths, image_size, batch_size=32, verbose=1,
 
 
 def cached_features(encoder, image_paths, image_size, verbose=1, what="images"):
-    """`extract_features` as one tensor, which every epoch's dataset then shares (see the module
-    docstring)."""
-    return tf.convert_to_tensor(extract_features(encoder, image_paths, image_size, verbose=verbose,
-                                                 what=what))
+    """`extract_features` as one tensor, which every epoch's dataset then shares, remembered for
+    later runs in this process on the same images and encoder (see the module docstring)."""
+    budget = int(os.environ.get("VLM_KERAS_FEATURE_MEMORY_MB", "3072")) * 2 ** 20
+    key = _feature_key(encoder, image_paths, image_size) if budget > 0 else None
+    if key is not None and key in _REMEMBERED:
+        _REMEMBERED.move_to_end(key)
+        if verbose:
+            log(f"Reusing the features of {len(image_paths)} {what} computed earlier in this process "
+                "(same encoder weights, image size and files)")
+        return _REMEMBERED[key]
+    features = tf.convert_to_tensor(extract_features(encoder, image_paths, image_size, verbose=verbose,
+                                                     what=what))
+    if key is not None and features.shape.num_elements() * 4 <= budget:
+        _REMEMBERED[key] = features
+        while sum(t.shape.num_elements() * 4 for t in _REMEMBERED.values()) > budget:
+            _REMEMBERED.popitem(last=False)
+    return features
+
+
+_REMEMBERED = collections.OrderedDict()     # key -> (N, h, w, c) float32 tf.Tensor
+
+
+def _feature_key(encoder, image_paths, image_size):
+    """A digest of everything the features depend on: the encoder's weights and output, the image
+    size, and each file's path, size and modification time (None when a file cannot be read)."""
+    digest = hashlib.sha256()
+    digest.update(repr((image_size, tuple(encoder.output_shape), encoder.dtype_policy.name)).encode())
+    for weight in encoder.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    for path in image_paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None          # extract_features reports the file
+        digest.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def forget_features():
+    """Empties the process's memory of computed features (`cached_features`)."""
+    _REMEMBERED.clear()
 
 
 _COMPILED_ENCODERS = weakref.WeakKeyDictionary()

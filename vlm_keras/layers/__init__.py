@@ -1,9 +1,10 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels."""
+coordinate channels, question-conditioned graph attention."""
 
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
 from vlm_keras.layers.positional_embedding import PositionalEmbedding
+from vlm_keras.layers.question_graph_attention import QuestionGraphAttention
 from vlm_keras.layers.region_embedding import RegionEmbedding
 from vlm_keras.layers.scaled_cosine_similarity import ScaledCosineSimilarity
 from vlm_keras.layers.scaled_dot_product_attention import ScaledDotProductAttention
@@ -13,6 +14,7 @@ __all__ = [
     "CoordinateChannels",
     "MultiHeadAttention",
     "PositionalEmbedding",
+    "QuestionGraphAttention",
     "RegionEmbedding",
     "ScaledCosineSimilarity",
     "ScaledDotProductAttention",

@@ -19,11 +19,13 @@ import tensorflow as tf
 from keras import ops
 
 from vlm_keras.config import IMAGE_POOLING
+from vlm_keras.encoders.regions import adapt_region_encoder, build_region_encoder
 from vlm_keras.layers import RegionEmbedding, ScaledCosineSimilarity, ScaledDotProductAttention
 
 
 def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_pool="auto", hidden_dim=512,
-                      attention_dim=256, glimpses=2, dropout=0.5, name="image_tower"):
+                      attention_dim=256, glimpses=2, dropout=0.5, region_layers=0, region_filters=64,
+                      region_cells=8, name="image_tower"):
     """Encoder features -> an L2-normalised image embedding, as a functional model.
 
     Args:
@@ -43,14 +45,17 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
         glimpses: attention hops ("attention" only).
         dropout: dropout on the pooled features, before the hidden layer (the tower overfits
             8,000 training images quickly without it).
+        region_layers, region_filters, region_cells: the learned stage of the region encoder
+            (`vlm_keras.encoders.regions.build_region_encoder`, after the grid pooling; 0 layers:
+            none).
         name: the model's name.
 
     Call arguments:
         image_features: (B, h, w, c) float32.
 
     Returns:
-        A `keras.Model` giving (B, embed_dim) float32 unit vectors. Its "feature_normalization"
-        layer must be adapted on training features before training (`adapt_image_tower`;
+        A `keras.Model` giving (B, embed_dim) float32 unit vectors. Its region encoder must be
+        adapted on training features before training (`adapt_image_tower`;
         `train_retrieval` does it).
     """
     if pooling not in IMAGE_POOLING:
@@ -61,13 +66,14 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
     grid = image_features
     if grid_pool > 1:
         grid = keras.layers.MaxPooling2D(grid_pool, name="grid_pool")(grid)        # (B, h/p, w/p, c)
+    # Statistics per grid cell and channel for the flattened grid (as the captioner's), per channel
+    # for the readers that compare cells.
+    grid = build_region_encoder(grid.shape[1:], region_layers, region_filters, region_cells,
+                                normalization_axis=(1, 2, 3) if pooling == "flatten" else -1)(grid)
     if pooling == "flatten":
-        # Statistics per grid cell and channel, as the captioner's.
-        grid = keras.layers.Normalization(axis=(1, 2, 3), name="feature_normalization")(grid)
-        x = keras.layers.Flatten(name="flatten_grid")(grid)                           # (B, h*w*c)
+        x = keras.layers.Flatten(name="flatten_grid")(grid)                           # (B, h*w*(d + 2))
     else:
-        grid = keras.layers.Normalization(axis=-1, name="feature_normalization")(grid)
-        x = keras.layers.GlobalAveragePooling2D(name="mean_region")(grid)           # (B, c)
+        x = keras.layers.GlobalAveragePooling2D(name="mean_region")(grid)           # (B, d + 2)
     if pooling == "attention":
         regions = RegionEmbedding(attention_dim, name="regions")(grid)              # (B, R, A)
         query = keras.layers.Dense(attention_dim, name="attention_query")(x)
@@ -86,13 +92,12 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
 
 
 def adapt_image_tower(image_tower, features, batch_size=512):
-    """Adapts the tower's "feature_normalization" to training features (after its grid pooling,
-    if any): the statistics come from the training images only."""
-    normalization = image_tower.get_layer("feature_normalization")
-    if normalization.input is not image_tower.input:
-        features = keras.Model(image_tower.input, normalization.input).predict(
+    """Adapts the tower's region encoder to training features (after its grid pooling, if any):
+    the statistics come from the training images only."""
+    if "grid_pool" in [layer.name for layer in image_tower.layers]:
+        features = keras.Model(image_tower.input, image_tower.get_layer("grid_pool").output).predict(
             features, batch_size=batch_size, verbose=0)                             # the pooled grid
-    normalization.adapt(features)
+    adapt_region_encoder(image_tower, features)
 
 
 def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirectional=True,

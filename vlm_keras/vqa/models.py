@@ -12,9 +12,10 @@ feature map with a question vector, and trains a softmax with categorical cross-
 A head is two functional sub-models, so that training can run the image part once per image
 and share it between that image's questions (`build_grouped_trainer`):
 
-- "image_branch": VGG16 grid -> a few learned convolutions ("region convolutions": the frozen
-  encoder's features are generic, and with the offline random weights they are far from the
-  colours, outlines and positions the questions ask about) -> the pooled image vector
+- "image_branch": VGG16 grid -> the region encoder every task shares, here with learned
+  convolutions ("region convolutions": the frozen encoder's features are generic, and with the
+  offline random weights they are far from the colours, outlines and positions the questions ask
+  about) -> the pooled image vector
   (B, units), plus for "attention" the region vectors (B, R, attention_dim), each knowing its
   position (`CoordinateChannels`, `RegionEmbedding`). The pooling is learned: a 1x1 convolution
   to a few channels per cell, flattened and projected, so that where things are survives it
@@ -22,31 +23,36 @@ and share it between that image's questions (`build_grouped_trainer`):
 - "answer_branch": question tokens -> Embedding(vocab, 128) -> LSTM(256), the document's
   question encoder, then the fusion and the answer classifier.
 
-Three heads, chosen by `model_type`:
+Four heads, chosen by `model_type`:
 - "concat": the document's network, corrected: [question vector, pooled image vector] ->
   Dense -> answer logits;
 - "attention": the question also attends over the regions through `ScaledDotProductAttention`
   (`glimpses` queries made from the question, each a softmax over the regions); the attended
   vectors join the concatenation;
+- "graph": the document's third fusion (section 2.3), a graph over the visual elements: the
+  regions are its nodes, with their positions; `graph_rounds` rounds of `QuestionGraphAttention`
+  let every region gather from every other, with edge weights and messages that depend on both
+  regions, their relative position and the question ("what is left of the red object" needs two
+  regions and where one lies from the other); then the question's glimpses read the updated
+  regions as in "attention";
 - "question_only": no image at all: the blind baseline that shows how much the image matters.
 """
-
-import math
 
 import keras
 
 from vlm_keras.config import VQA_TYPES
-from vlm_keras.layers import CoordinateChannels, RegionEmbedding, ScaledDotProductAttention
+from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
+from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
 
 
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
-                   units=256, fusion_dim=512, attention_dim=256, glimpses=4, conv_filters=64,
-                   conv_layers=4, region_grid=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
-                   name="vqa_head"):
+                   units=256, fusion_dim=512, attention_dim=256, glimpses=4, region_filters=64,
+                   region_layers=4, region_cells=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
+                   graph_units=64, graph_rounds=2, name="vqa_head"):
     """Image features + question tokens -> answer logits, as a functional model.
 
     Args:
-        model_type: "concat", "attention" or "question_only".
+        model_type: "concat", "attention", "graph" or "question_only".
         question_vocab_size: question token ids, special tokens included.
         num_answers: size of the answer vocabulary.
         feature_shape: one image's encoder grid, e.g. (16, 16, 128) from VGG16's block2_pool at
@@ -54,16 +60,19 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         embed_dim: question word embedding size (the document uses 128).
         units: question LSTM width and pooled image vector size (the document uses 256).
         fusion_dim: width of the hidden layer after the fusion.
-        attention_dim: size of region vectors and queries ("attention" only).
-        glimpses: queries the question makes over the regions ("attention" only).
-        conv_filters: channels of the region convolutions (0: none; the grid is used as it is).
-        conv_layers: 3x3 region convolutions, each with batch normalisation and ReLU.
-        region_grid: the region convolutions stride down to at most this many cells a side (a
+        attention_dim: size of region vectors and queries ("attention" and "graph").
+        glimpses: queries the question makes over the regions ("attention" and "graph").
+        region_filters: channels of the region convolutions.
+        region_layers: 3x3 region convolutions, each with batch normalisation and ReLU (0: none;
+            the grid is used as it is). `build_region_encoder`, the stage every task shares.
+        region_cells: the region convolutions stride down to at most this many cells a side (a
             16x16 grid becomes 8x8; a 4x4 grid stays 4x4).
         cell_channels: channels per region cell that the learned pooling keeps (1x1 convolution)
             before flattening the grid into the pooled image vector's Dense.
         image_dropout: dropout on the flattened cells, before that Dense.
         dropout: dropout after the fusion.
+        graph_units: size of the queries, keys and messages of each round ("graph" only).
+        graph_rounds: rounds of message passing between the regions ("graph" only).
         name: the model's name.
 
     Call arguments:
@@ -74,7 +83,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     Returns:
         A `keras.Model` giving (B, num_answers) float32 logits, made of the sub-models
         "image_branch" (absent for "question_only") and "answer_branch". Adapt its feature
-        normalisation to training features with `adapt_vqa_head` before training.
+        normalisation to training features with `adapt_region_encoder` before training.
 
     Example:
     ```python
@@ -89,47 +98,46 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")  # (B, T)
     if model_type == "question_only":
         answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, None, embed_dim,
-                                       units, fusion_dim, attention_dim, glimpses, dropout)
+                                       units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
+                                       graph_rounds)
         return keras.Model([image_features, question_tokens], answer_branch([question_tokens]), name=name)
-    image_branch = _image_branch(model_type, feature_shape, units, attention_dim, conv_filters,
-                                 conv_layers, region_grid, cell_channels, image_dropout)
+    image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
+                                 region_layers, region_cells, cell_channels, image_dropout)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
-                                   embed_dim, units, fusion_dim, attention_dim, glimpses, dropout)
+                                   embed_dim, units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
+                                   graph_rounds)
     image_outputs = image_branch(image_features)
     image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
     logits = answer_branch([question_tokens, *image_outputs])
     return keras.Model([image_features, question_tokens], logits, name=name)
 
 
-def _image_branch(model_type, feature_shape, units, attention_dim, conv_filters, conv_layers, region_grid,
+def _image_branch(model_type, feature_shape, units, attention_dim, region_filters, region_layers, region_cells,
                   cell_channels, image_dropout):
-    """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)]."""
+    """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)
+    [, their positions (B, R, 2)]]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
-    grid = keras.layers.Normalization(axis=-1, name="feature_normalization")(image_features)
-    # One stride-2 convolution per halving needed to bring the grid down to region_grid cells.
-    halvings = max(0, math.ceil(math.log2(max(feature_shape[0], feature_shape[1]) / region_grid)))
-    for i in range(conv_layers if conv_filters else 0):
-        stride = 2 if 1 <= i <= halvings else 1          # the first layer reads the full grid
-        grid = keras.layers.Conv2D(conv_filters, 3, strides=stride, padding="same", use_bias=False,
-                                   name=f"region_conv_{i}")(grid)
-        # synchronized: under tf.distribute the statistics are those of the global batch
-        grid = keras.layers.BatchNormalization(synchronized=True, name=f"region_norm_{i}")(grid)
-        grid = keras.layers.ReLU(name=f"region_relu_{i}")(grid)                  # (B, h', w', F)
+    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells)(
+        image_features)                                                            # (B, h', w', F + 2)
     cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
     pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
     if image_dropout:
         pooled = keras.layers.Dropout(image_dropout, name="pooled_dropout")(pooled)
     image_vector = keras.layers.Dense(units, activation="relu", name="image_projection")(pooled)
     outputs = [image_vector]
-    if model_type == "attention":
-        located = CoordinateChannels(name="region_coordinates")(grid)          # (B, h', w', F + 2)
-        outputs.append(RegionEmbedding(attention_dim, name="regions")(located))   # (B, R, A)
+    if model_type in ("attention", "graph"):
+        outputs.append(RegionEmbedding(attention_dim, name="regions")(grid))      # (B, R, A)
+    if model_type == "graph":
+        height, width = grid.shape[1], grid.shape[2]
+        # The region encoder's last two channels: each cell's row and column.
+        outputs.append(keras.layers.Reshape((height * width, 2), name="region_positions")(grid[..., -2:]))
     return keras.Model(image_features, outputs, name="image_branch")
 
 
 def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, embed_dim, units,
-                   fusion_dim, attention_dim, glimpses, dropout):
-    """[question tokens (B, T), image vector (B, U), regions (B, R, A)] -> answer logits (B, answers)."""
+                   fusion_dim, attention_dim, glimpses, dropout, graph_units, graph_rounds):
+    """[question tokens (B, T), image vector (B, U), regions (B, R, A), positions (B, R, 2)] ->
+    answer logits (B, answers)."""
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")
     inputs = [question_tokens]
     words = keras.layers.Embedding(question_vocab_size, embed_dim, mask_zero=True,
@@ -137,13 +145,20 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
     question = keras.layers.LSTM(units, name="question_lstm")(words)              # (B, U)
     parts = [question]
     if image_branch is not None:
-        image_vector = keras.Input(image_branch.output_shape[0][1:] if model_type == "attention"
+        image_vector = keras.Input(image_branch.output_shape[0][1:] if model_type in ("attention", "graph")
                                    else image_branch.output_shape[1:], name="image_vector")
         inputs.append(image_vector)
         parts.append(image_vector)
-    if model_type == "attention":
+    if model_type in ("attention", "graph"):
         regions = keras.Input(image_branch.output_shape[1][1:], name="regions")    # (B, R, A)
         inputs.append(regions)
+    if model_type == "graph":
+        positions = keras.Input(image_branch.output_shape[2][1:], name="region_positions")   # (B, R, 2)
+        inputs.append(positions)
+        for i in range(graph_rounds):
+            # The regions talk to each other, steered by the question (who, and in which direction).
+            regions = QuestionGraphAttention(graph_units, name=f"graph_round_{i}")(regions, positions, question)
+    if model_type in ("attention", "graph"):
         queries = keras.layers.Dense(attention_dim * glimpses, name="attention_queries")(question)
         queries = keras.layers.Reshape((glimpses, attention_dim), name="glimpse_queries")(queries)  # (B, G, A)
         attended, _ = ScaledDotProductAttention(name="question_attention")(
@@ -158,12 +173,6 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
 
 def _has_layer(model, name):
     return name in [layer.name for layer in model.layers]
-
-
-def adapt_vqa_head(head, features):
-    """Sets the head's feature normalisation to the statistics of training features (M, h, w, c)."""
-    if _has_layer(head, "image_branch"):
-        head.get_layer("image_branch").get_layer("feature_normalization").adapt(features)
 
 
 def build_grouped_trainer(head, questions_per_image, question_length):
@@ -218,7 +227,7 @@ def question_attention_model(head):
     weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
     branch_weights = keras.Model(answer_branch.inputs, keras.ops.mean(weights, axis=1))   # (B, R)
     image_branch = head.get_layer("image_branch")
-    grid_shape = image_branch.get_layer("region_coordinates").output.shape[1:3]         # (h', w')
+    grid_shape = region_grid_shape(image_branch)                                       # (h', w')
     image_features, question_tokens = head.inputs
     image_outputs = image_branch(image_features)
     weights = keras.layers.Reshape(tuple(grid_shape), name="attention_grid")(

@@ -11,10 +11,11 @@ from vlm_keras.config import VQAConfig, check_model_options
 from vlm_keras.data import pipeline
 from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.text import Tokenizer
+from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.training import TrainingRun, train_and_val
-from vlm_keras.vqa.models import adapt_vqa_head, build_grouped_trainer, build_vqa_head, build_vqa_model
+from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, build_vqa_model
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
 
@@ -29,7 +30,8 @@ def train_vqa(data=None, *, config=None, **options):
         config: a `VQAConfig` to start from; keyword options override its fields.
         **options: any `VQAConfig` field (`vlm_keras.config`), chiefly:
             model: "attention" (the question attends over the regions; the default), "concat" (the
-                document's network) or "question_only" (the blind baseline);
+                document's network), "graph" (question-conditioned message passing between the
+                regions, then attention) or "question_only" (the blind baseline);
             feature_layer: "block2_pool" (16x16x128 at 64 px) by default;
             batch_size: questions per replica and step, rounded down to whole images (each image
                 comes with all its questions, which share one pass through the image branch);
@@ -93,7 +95,7 @@ def _train(run):
                               **config.model_options)
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2])
-    adapt_vqa_head(head, train_examples[0])
+    adapt_region_encoder(head, train_examples[0])   # statistics of the training images only
 
     def train_batches(epoch, skip):
         return pipeline.grouped_vqa_dataset(*train_examples, images_per_step, seed=config.seed, epoch=epoch,

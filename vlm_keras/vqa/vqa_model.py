@@ -103,6 +103,11 @@ class VQAModel(ModelBundle):
         features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
         return self._attention_weights().predict([features, self.encode_questions(questions)], verbose=0)
 
+    def attention_features(self, features, questions, image_index=None):
+        """`attention` from encoder features (M, h, w, c): (N, h', w') maps, question i about
+        feature row `image_index[i]` (default: row i), so a split's images are encoded once."""
+        return _per_question(self._attention_weights(), features, self.encode_questions(questions), image_index)
+
     def _attention_weights(self):
         """The model giving the glimpse-averaged maps, built once (ValueError without attention)."""
         if self._attention_model is None:
