@@ -113,9 +113,9 @@ plt.show()
 # ## 3 · Interpretability: where did the model look?
 #
 # The VQA attention model of `03_visual_question_answering` tells us which image regions each question
-# attended to. We train it as notebook 03 does (4,800 images, 8 epochs), answer the colour and shape
-# questions (each is about one object) of the test images and of the compositional ones, and ask of every
-# map the pointing game's question: does its maximum lie on the object the question names?
+# attended to. We train it much as notebook 03 does (4,000 images here, 8 epochs), answer the colour and
+# shape questions (each is about one object) of the test images and of the compositional ones, and ask of
+# every map the pointing game's question: does its maximum lie on the object the question names?
 
 # %%
 from vlm_keras.data.formats.vqa import load_vqa_split
@@ -125,7 +125,7 @@ from vlm_keras.metrics import vqa_accuracy
 from vlm_keras.metrics.pointing import object_box, point_hit, question_object
 from vlm_keras.visualize import plot_attention_map
 
-vqa_data = write_scenes_dataset("notebook_cache/scenes-4800", num_images=4800, seed=0, progress=False)
+vqa_data = write_scenes_dataset("notebook_cache/scenes-4000", num_images=4000, seed=0, progress=False)
 write_vqa_dataset(vqa_data, seed=0)
 vqa = vlm_keras.train_vqa(data=str(vqa_data), model="attention", epochs=8, image_size=64, seed=0,
                           verbose=0, eval_splits=("test",))
@@ -173,9 +173,9 @@ for split, verdict in (("test", "right"), ("compositional", "wrong")):
         display(Image.fromarray(np.hstack([np.asarray(Image.open(png).convert("RGB")) for png in pngs])))
 
 # %% [markdown]
-# On the test images the maps mostly do what the pointing game asks: for nearly nine right answers in ten
-# the maximum lies on the object the question names. Wrong answers look elsewhere more often, yet more
-# than half of them still peak on the right object: the model found it and misread it. On the
+# On the test images the maps mostly do what the pointing game asks: for more than eight right answers in
+# ten the maximum lies on the object the question names. Wrong answers look elsewhere more often, yet about
+# half of them still peak on the right object: the model found it and misread it. On the
 # compositional images, which hold a colour-shape pair never seen in training, it is the most common
 # failure: the map lands on the object and the answer is still wrong, a colour or shape the model has
 # learnt to expect with the other attribute. Where it looks can be right while what it reads there is the
