@@ -47,6 +47,10 @@ def test_per_cell_statistics_for_readers_that_flatten():
     np.testing.assert_allclose(np.squeeze(normalization.mean.numpy()), [[2, 3], [4, 5]])   # per cell
 
 
+def test_a_whole_float_counts_as_its_integer():
+    assert build_region_encoder((8, 8, 4), region_layers=2.0, region_cells=4).output_shape == (None, 4, 4, 66)
+
+
 @pytest.mark.parametrize("layers, cells", [(-1, 8), (1.5, 8), (2, 0)])
 def test_bad_sizes_are_named(layers, cells):
     with pytest.raises(ValueError, match="region_layers|region_cells"):

@@ -62,6 +62,7 @@ def build_region_encoder(feature_shape, region_layers=0, region_filters=64, regi
     height, width, _ = (int(n) for n in feature_shape)
     if int(region_layers) != region_layers or region_layers < 0:
         raise ValueError(f"region_layers must be an integer >= 0; received {region_layers!r}")
+    region_layers = int(region_layers)            # 2.0 from a JSON option is 2
     if region_cells < 1:
         raise ValueError(f"region_cells must be at least 1; received {region_cells!r}")
     # Stride-2 layers after the first, as many as it takes to reach region_cells (or as there are).
