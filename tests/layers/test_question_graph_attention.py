@@ -84,12 +84,16 @@ def test_matches_numpy_with_random_weights_and_a_mask():
     np.testing.assert_allclose(out, want_out, atol=1e-4)
 
 
+def _graph(rng, batch, count, channels, question_size):
+    """Random (nodes, positions in -1..1, question) drawn from `rng`."""
+    return (rng.normal(size=(batch, count, channels)).astype("float32"),
+            rng.uniform(-1, 1, size=(batch, count, 2)).astype("float32"),
+            rng.normal(size=(batch, question_size)).astype("float32"))
+
+
 def test_absent_nodes_send_nothing_and_stay_as_they_are():
-    rng = np.random.default_rng(1)
     layer = _layer(4, 3, 4)
-    nodes = rng.normal(size=(2, 5, 4)).astype("float32")
-    positions = rng.uniform(-1, 1, size=(2, 5, 2)).astype("float32")
-    question = rng.normal(size=(2, 3)).astype("float32")
+    nodes, positions, question = _graph(np.random.default_rng(1), 2, 5, 4, 3)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     out, edges = layer(nodes, positions, question, node_mask=mask, return_edge_weights=True)
     np.testing.assert_array_equal(np.asarray(edges)[0, :, 3:], 0.0)
@@ -105,9 +109,7 @@ def test_absent_nodes_send_nothing_and_stay_as_they_are():
 def test_shuffling_the_nodes_shuffles_the_output():
     rng = np.random.default_rng(2)
     layer = _layer(4, 3, 8)
-    nodes = rng.normal(size=(2, 6, 4)).astype("float32")
-    positions = rng.uniform(-1, 1, size=(2, 6, 2)).astype("float32")
-    question = rng.normal(size=(2, 3)).astype("float32")
+    nodes, positions, question = _graph(rng, 2, 6, 4, 3)
     order = rng.permutation(6)
     out, edges = layer(nodes, positions, question, return_edge_weights=True)
     shuffled, shuffled_edges = layer(nodes[:, order], positions[:, order], question, return_edge_weights=True)
