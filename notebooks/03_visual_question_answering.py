@@ -20,7 +20,8 @@
 # models of `vlm_keras` (the document's concatenation network, a question that attends over the image
 # regions, a graph over the regions, and a blind baseline), the official VQA accuracy overall and per
 # question type, where the attention model looked (and whether that is on the object), and a SavedModel
-# that answers without `vlm_keras`. About 5 minutes on a 2-core CPU.
+# that answers without `vlm_keras`; then the graph model for relations, its edges drawn, and the same graph
+# reading annotated scene graphs instead of pixels. About 10 minutes on a 2-core CPU.
 
 # %%
 import os
@@ -94,9 +95,10 @@ for answer in ("red", "Red.", "orange", "blue"):
 #   of the red object");
 # - `question_only`: no image at all. The gap between it and the others is what the image contributes.
 #
-# To stay within a few minutes we train the attention model and the blind baseline here; the blind one
-# learns what the wording gives away within a few epochs (3 here; 0.423 after 12 at full size). The
-# README's table has the others at full size (`python benchmarks/vqa.py`): concat 0.820, attention 0.981.
+# We train the attention model and the blind baseline here (the graph models further down); the blind
+# one learns what the wording gives away within a few epochs (3 here; 0.423 after 12 at full size). The
+# README's table has the others at full size (`python benchmarks/vqa.py`): concat 0.819, attention 0.980,
+# graph 0.981.
 
 # %%
 common = dict(data=str(data_dir), image_size=64, seed=0, verbose=0, eval_splits=("test",))
@@ -112,7 +114,7 @@ print(f"attention minus the blind baseline: {lead:+.3f}")
 # The blind baseline shows how much the wording of a question gives away: the answers are balanced per
 # question template, so it stays far from 1. The attention model's lead over it is what it reads from the
 # image. With 9,600 training images and 12 epochs, `python benchmarks/vqa.py` measures the attention model
-# at 0.98 VQA accuracy on the test split (1.00 on colour and shape questions, 0.80 on spatial relations).
+# at 0.98 VQA accuracy on the test split (1.00 on colour and shape questions, 0.78 on spatial relations).
 
 # %% [markdown]
 # ## Per question type
@@ -167,6 +169,67 @@ Image.fromarray(np.hstack([np.asarray(Image.open(png).convert("RGB")) for png in
 pointing = attention.pointing(str(data_dir), "test", verbose=0)
 print(f"pointing game on {pointing['pointing_count']} questions: {pointing['pointing']:.3f} "
       f"(a uniform map: {pointing['pointing_uniform']:.3f})")
+
+# %% [markdown]
+# ## Relations: a graph over the regions, and the scene graph as the input
+#
+# Spatial questions ("what is left of the red circle") need two objects and where one lies from the
+# other, and counting needs every object at once: a softmax over regions averages, it does not compare.
+# The document's third fusion is a graph over the visual elements. In the `graph` model the 64 regions
+# are its nodes; in two rounds of message passing (`QuestionGraphAttention`) every region gathers from
+# every other, with edge weights that depend on both regions, on where one lies from the other and on
+# the question; then the question's glimpses read the updated regions as in `attention`.
+#
+# The scenes also record every object (colour, shape, size, position). With
+# `visual_input="scene_graph"` the same head reads those annotated objects as its nodes instead of the
+# regions: what a VQA paper calls "ground-truth scene graphs". It bounds what perception costs: where it
+# is right and the pixel model wrong, the pixel model failed to see; where it too is wrong, the
+# question needs more than seeing.
+
+# %%
+models["graph"] = vlm_keras.train_vqa(model="graph", epochs=EPOCHS, **common)
+models["graph, scene graph"] = vlm_keras.train_vqa(model="graph", visual_input="scene_graph", epochs=EPOCHS,
+                                                   **common)
+per_type = {name: m.metrics["per_question_type_test"] for name, m in models.items()}
+print(f"{'question type':14s}" + "".join(f"{name:>20s}" for name in models))
+for t in sorted(per_type["attention"]):
+    print(f"{t:14s}" + "".join(f"{per_type[name][t]:20.3f}" for name in models))
+print(f"{'overall':14s}" + "".join(f"{m.metrics['accuracy_test']:20.3f}" for m in models.values()))
+print(f"{'training s':14s}" + "".join(f"{m.metrics['train_seconds']:20.0f}" for m in models.values()))
+
+# %% [markdown]
+# `graph_edges(images, questions)` returns each round's edge weights: row i is how region i weighed every
+# other region for this question. Below, three spatial test questions; for the region the question's
+# glimpses weigh most (what the answer is read from), its three strongest edges of the last round, drawn
+# as arrows from that region to the regions it gathered from.
+
+# %%
+from vlm_keras.visualize import plot_graph_edges
+
+graph = models["graph"]
+spatial = [i for i, t in enumerate(test.question_types) if t == "spatial"][:3]
+paths_s, questions_s = [test.image_paths[i] for i in spatial], [test.questions[i] for i in spatial]
+answers_s = graph.answer(paths_s, questions_s)
+edges = graph.graph_edges(paths_s, questions_s)                             # (N, rounds, 64, 64)
+looked_at = graph.attention(paths_s, questions_s).reshape(len(spatial), -1).argmax(-1)   # a region each
+pngs = []
+for k, (i, answer) in enumerate(zip(spatial, answers_s)):
+    print(f"{test.questions[i]!r} -> {answer['answer']} (humans: {test.multiple_choice_answers[i]})")
+    pngs.append(plot_graph_edges(test.image_paths[i], edges[k, -1], (8, 8), f"notebook_cache/vqa_edges_{k}.png",
+                                 top_k=3, rows=[looked_at[k]], title=test.questions[i]))
+Image.fromarray(np.hstack([np.asarray(Image.open(png).convert("RGB")) for png in pngs]))
+
+# %% [markdown]
+# Read the table and the arrows soberly. At this size the graph model answers no better than attention,
+# spatial questions included, and the region its glimpses weigh most is often background next to the
+# objects rather than an object: its edges are not yet a picture of "left of". The scene-graph model, with
+# perception solved, answers colour, shape, size and existence perfectly, and still misses spatial
+# questions. At full size (12,000 scenes, 12 epochs, `python benchmarks/vqa.py`, the README's table)
+# the same holds: graph 0.981 on test against attention's 0.980, spatial 0.78 for both and 0.80 with
+# ground-truth scene graphs. Split by form, "what is above the yellow object" is answered (0.93 with
+# scene graphs) and "is the red object to the left of the small square" is not (0.55, chance), although
+# every label agrees with the generator's rule: the yes/no relations, two objects bound to their roles in
+# the question's order, are what none of these heads has learnt.
 
 # %% [markdown]
 # ## Export, reload, serve

@@ -250,6 +250,10 @@ class VQAConfig(RunConfig):
     learning_rate: float = option(2e-3, "Adam's learning rate at the first step (then a cosine decay)",
                                   parse=float)
     top_k_answers: int = option(1000, "the answer vocabulary keeps the most frequent answers")
+    visual_input: str = option("image", "image: the model sees the pixels (VGG16, then regions); scene_graph: "
+                               "it reads the annotated objects of the synthetic scenes instead (the "
+                               "'ground-truth scene graph' oracle; no image encoder, no export)",
+                               choices=("image", "scene_graph"))
     questions: str = option(None, "VQA v2 questions files of a dataset in any other layout: FILE (the train "
                             "split) or SPLIT=FILE,..., with --images (and --annotations for the answers)",
                             parse=str)

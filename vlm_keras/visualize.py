@@ -1,4 +1,5 @@
-"""Attention maps: the image regions each generated word attended to, drawn with matplotlib."""
+"""Attention maps (the image regions each generated word attended to) and a graph head's edges,
+drawn with matplotlib."""
 
 import math
 
@@ -50,3 +51,68 @@ def plot_attention_map(image, words, weights, path, title=None, columns=5):
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     return path
+
+
+def plot_graph_edges(image, edges, grid_shape, path, top_k=8, title=None, rows=None):
+    """Writes a PNG: the image with the strongest edges of a graph head drawn between region centres.
+
+    Args:
+        image: path of an image file, or an (H, W, 3) uint8 array.
+        edges: (R, R) weights, row i how region i weighed region j (`VQAModel.graph_edges`, one
+            round), R = h * w regions, row-major.
+        grid_shape: (h, w) of the region grid.
+        path: where to write the PNG.
+        top_k: how many edges to draw, the strongest first; self-edges (i -> i) are left out.
+        title: optional figure title.
+        rows: optional region indices: draw only the edges these regions gather along (e.g. the
+            region the question's attention peaks on); default every region's.
+
+    Each edge is an arrow from the region that gathers (i) to the one it reads (j), its width and
+    opacity its weight relative to the strongest drawn.
+    """
+    from matplotlib.figure import Figure
+
+    edges = np.asarray(edges, np.float32)
+    height, width = (int(n) for n in grid_shape)
+    if edges.shape != (height * width, height * width):
+        raise ValueError(f"edges must be (h*w, h*w) = ({height * width}, {height * width}) for grid {grid_shape}; "
+                         f"got shape {edges.shape}")
+    if isinstance(image, np.ndarray):
+        picture = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+    else:
+        with Image.open(image) as opened:
+            picture = opened.convert("RGB")
+    side = 224
+    picture = picture.resize((side, side), Image.BILINEAR)
+    off_diagonal = edges * (1.0 - np.eye(len(edges), dtype=np.float32))
+    if rows is not None:
+        rows = [int(r) for r in np.atleast_1d(rows)]
+        if any(not 0 <= r < len(edges) for r in rows):
+            raise ValueError(f"rows {rows} are not all region indices in 0..{len(edges) - 1}")
+        keep = np.zeros(len(edges), bool)
+        keep[rows] = True
+        off_diagonal = off_diagonal * keep[:, None]
+    order = [flat for flat in np.argsort(-off_diagonal, axis=None)[:top_k] if off_diagonal.flat[flat] > 0]
+    strongest = max(float(off_diagonal.flat[order[0]]), 1e-8) if len(order) else 1.0
+
+    def centre(index):
+        row, column = divmod(int(index), width)
+        return (column + 0.5) * side / width, (row + 0.5) * side / height
+
+    fig = Figure(figsize=(3.2, 3.4))
+    ax = fig.subplots()
+    ax.imshow(picture)
+    ax.axis("off")
+    for flat in order:
+        i, j = divmod(int(flat), len(edges))
+        strength = float(off_diagonal[i, j]) / strongest
+        (x0, y0), (x1, y1) = centre(i), centre(j)
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops=dict(arrowstyle="->", color="white", lw=0.5 + 2.5 * strength, alpha=0.3 + 0.7 * strength))
+        ax.plot([x0], [y0], "o", color="yellow", markersize=3)
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    return path
+

@@ -12,6 +12,7 @@ import pytest
 from vlm_keras.cli import main
 from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.layers import QuestionGraphAttention
+from vlm_keras.visualize import plot_graph_edges
 from vlm_keras.vqa import VQAModel
 from vlm_keras.vqa.models import build_vqa_head, question_attention_model
 
@@ -130,6 +131,17 @@ def test_train_vqa_graph_round_trips_exports_and_answers(trained_graph, vqa_dir,
     assert [g["answer"] for g in got] == [e["answer"] for e in expected]
     np.testing.assert_allclose([g["probability"] for g in got], [e["probability"] for e in expected], atol=1e-5)
     assert loaded.attention(images, questions).shape == (3, 8, 8)
+    edges = loaded.graph_edges(images, questions)                 # (N, rounds, R, R)
+    assert edges.shape == (3, 2, 64, 64)
+    np.testing.assert_allclose(edges.sum(-1), 1.0, atol=1e-4)
+    png = plot_graph_edges(images[0], edges[0, -1], (8, 8), tmp_path / "edges.png", title=questions[0])
+    assert png.stat().st_size > 1000
+    png = plot_graph_edges(images[0], edges[0, -1], (8, 8), tmp_path / "one_row.png", top_k=3, rows=[12])
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match=r"rows \[64\] are not all region indices in 0..63"):
+        plot_graph_edges(images[0], edges[0, -1], (8, 8), tmp_path / "bad.png", rows=[64])
+    with pytest.raises(ValueError, match=r"edges must be \(h\*w, h\*w\) = \(16, 16\)"):
+        plot_graph_edges(images[0], edges[0, -1], (4, 4), tmp_path / "bad.png")
     export = result.export(tmp_path / "graph_export")
     script = textwrap.dedent(f"""
         import json, sys

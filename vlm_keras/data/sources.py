@@ -137,11 +137,13 @@ def vqa_split_of(data, split, verbose=True, **data_kwargs):
     return vqa_source(data, verbose=verbose, **data_kwargs).split(split)
 
 
-def scenes_of(data, split, verbose=True, **data_kwargs):
-    """{image_id: `Scene`} of a split of the synthetic scenes ("scenes", "tfds:vlm_scenes" or their
-    folder): where every object is, for the pointing game.
+def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwargs):
+    """{image_id: `Scene`} of a split of the synthetic scenes ("scenes", "tfds:vlm_scenes", their
+    folder, or a `VQASplit` read from one): where every object is and what it is, for the pointing
+    game and the scene-graph (oracle) VQA models.
 
     Args:
+        purpose: what needs the scenes, for the error messages.
         **data_kwargs: num_images, seed, data_root (as `resolve_data_dir`); files given
             explicitly (annotations=, images=, questions=) are refused: they record no scenes.
 
@@ -151,8 +153,16 @@ def scenes_of(data, split, verbose=True, **data_kwargs):
     """
     explicit = sorted(k for k in ("annotations", "images", "questions") if data_kwargs.pop(k, None) is not None)
     if explicit:
-        raise DatasetError(f"the pointing game reads the synthetic scenes; it cannot use {', '.join(explicit)}= "
+        raise DatasetError(f"{purpose} reads the synthetic scenes; it cannot use {', '.join(explicit)}= "
                            "files (they do not record where each object is)")
+    if isinstance(data, VQASplit):
+        # A split read from a scenes folder: its files are <folder>/annotations/*.json.
+        folders = {pathlib.Path(f).parent for f in data.files}
+        if len(folders) != 1 or next(iter(folders)).name != "annotations":
+            raise DatasetError(f"VQA split '{data.name}' was not read from a scenes dataset folder "
+                               f"(its files: {', '.join(map(str, data.files)) or 'none'}); {purpose} needs "
+                               "the synthetic scenes, which record where every object is")
+        data, split = str(next(iter(folders)).parent), data.name
     data_dir = resolve_data_dir(data, verbose=verbose, **data_kwargs)
     try:
         return load_scenes(data_dir, split)
@@ -160,7 +170,7 @@ def scenes_of(data, split, verbose=True, **data_kwargs):
         if (pathlib.Path(data_dir) / "annotations" / f"scenes_{split}.json").is_file():
             raise
         raise DatasetError(f"data '{data}' has no scene annotations for split '{split}' "
-                           f"(annotations/scenes_{split}.json): the pointing game needs the synthetic "
+                           f"(annotations/scenes_{split}.json): {purpose} needs the synthetic "
                            "scenes, which record where every object is") from None
 
 

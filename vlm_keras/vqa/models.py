@@ -36,6 +36,12 @@ Four heads, chosen by `model_type`:
   regions and where one lies from the other); then the question's glimpses read the updated
   regions as in "attention";
 - "question_only": no image at all: the blind baseline that shows how much the image matters.
+
+With a scene graph as the visual input (`feature_shape` (N, F), `scene_graphs.py`: the "oracle"
+setting) the image branch reads the annotated objects instead of the VGG16 grid: each node's
+attributes are embedded and its position encoded into one vector, and these nodes stand where the
+regions stood (the glimpses and the graph rounds skip absent nodes); the pooled vector is the
+sum of the present nodes (so it counts).
 """
 
 import keras
@@ -43,6 +49,7 @@ import keras
 from vlm_keras.config import VQA_TYPES
 from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
 from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
+from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
 
 
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
@@ -56,7 +63,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         question_vocab_size: question token ids, special tokens included.
         num_answers: size of the answer vocabulary.
         feature_shape: one image's encoder grid, e.g. (16, 16, 128) from VGG16's block2_pool at
-            64 px.
+            64 px; or (N, NODE_FEATURES): a scene graph of N nodes (`scene_graphs.scene_graph_nodes`).
         embed_dim: question word embedding size (the document uses 128).
         units: question LSTM width and pooled image vector size (the document uses 256).
         fusion_dim: width of the hidden layer after the fusion.
@@ -76,8 +83,8 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         name: the model's name.
 
     Call arguments:
-        image_features: (B, h, w, c) float32 (ignored by "question_only", but always an input so
-            every head has the same signature).
+        image_features: (B, h, w, c) float32, or (B, N, NODE_FEATURES) scene graph nodes (ignored
+            by "question_only", but always an input so every head has the same signature).
         question_tokens: (B, T) int32 ids; 0 is padding.
 
     Returns:
@@ -94,6 +101,13 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     """
     if model_type not in VQA_TYPES:
         raise ValueError(f"unknown VQA model type {model_type!r}; expected one of {', '.join(VQA_TYPES)}")
+    scene_graph = len(feature_shape) == 2
+    if scene_graph and feature_shape[-1] != NODE_FEATURES:
+        raise ValueError(f"scene graph nodes of {feature_shape[-1]} features; expected {NODE_FEATURES} "
+                         "(vlm_keras.vqa.scene_graphs)")
+    if not scene_graph and len(feature_shape) != 3:
+        raise ValueError(f"feature_shape {tuple(feature_shape)}: expected an image grid (h, w, c) or "
+                         "scene graph nodes (N, features)")
     image_features = keras.Input(tuple(feature_shape), name="image_features")     # (B, h, w, c)
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")  # (B, T)
     if model_type == "question_only":
@@ -101,8 +115,11 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
                                        units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
                                        graph_rounds)
         return keras.Model([image_features, question_tokens], answer_branch([question_tokens]), name=name)
-    image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
-                                 region_layers, region_cells, cell_channels, image_dropout)
+    if scene_graph:
+        image_branch = _scene_graph_branch(model_type, feature_shape, units, attention_dim)
+    else:
+        image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
+                                     region_layers, region_cells, cell_channels, image_dropout)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
                                    embed_dim, units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
                                    graph_rounds)
@@ -134,6 +151,28 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
     return keras.Model(image_features, outputs, name="image_branch")
 
 
+def _scene_graph_branch(model_type, feature_shape, units, attention_dim):
+    """(B, N, F) scene graph nodes -> pooled vector (B, units) [, nodes (B, N, attention_dim)
+    [, positions (B, N, 2)], present (B, N)]: the outputs of `_image_branch`, plus the mask."""
+    nodes = keras.Input(tuple(feature_shape), name="image_features")              # (B, N, F)
+    attributes = nodes[..., :ATTRIBUTE_WIDTH]                                      # (B, N, 12) one-hots
+    positions = nodes[..., POSITION_SLICE]                                         # (B, N, 2) row, column
+    present = nodes[..., PRESENT_INDEX]                                            # (B, N) 1: an object
+    embedded = keras.layers.Add(name="nodes")([
+        keras.layers.Dense(attention_dim, use_bias=False, name="attribute_embedding")(attributes),
+        keras.layers.Dense(attention_dim, name="position_encoding")(positions)])   # (B, N, A)
+    embedded = keras.layers.Multiply(name="present_nodes")([embedded, present[..., None]])  # absent: 0
+    # A sum, not a mean: how many objects (of a colour, of a shape) is a question it must answer.
+    pooled = keras.ops.sum(embedded, axis=1)                                      # (B, A)
+    image_vector = keras.layers.Dense(units, activation="relu", name="image_projection")(pooled)
+    outputs = [image_vector]
+    if model_type in ("attention", "graph"):
+        outputs.append(embedded)
+    if model_type == "graph":
+        outputs.append(positions)
+    return keras.Model(nodes, outputs + [present], name="image_branch")
+
+
 def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, embed_dim, units,
                    fusion_dim, attention_dim, glimpses, dropout, graph_units, graph_rounds):
     """[question tokens (B, T), image vector (B, U), regions (B, R, A), positions (B, R, 2)] ->
@@ -144,31 +183,48 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
                                    name="question_embedding")(question_tokens)    # (B, T, E)
     question = keras.layers.LSTM(units, name="question_lstm")(words)              # (B, U)
     parts = [question]
+    node_mask = None
     if image_branch is not None:
-        image_vector = keras.Input(image_branch.output_shape[0][1:] if model_type in ("attention", "graph")
-                                   else image_branch.output_shape[1:], name="image_vector")
+        shapes = image_branch.output_shape
+        shapes = list(shapes) if isinstance(shapes, list) else [shapes]
+        image_vector = keras.Input(shapes[0][1:], name="image_vector")
         inputs.append(image_vector)
         parts.append(image_vector)
     if model_type in ("attention", "graph"):
-        regions = keras.Input(image_branch.output_shape[1][1:], name="regions")    # (B, R, A)
+        regions = keras.Input(shapes[1][1:], name="regions")                       # (B, R, A)
         inputs.append(regions)
     if model_type == "graph":
-        positions = keras.Input(image_branch.output_shape[2][1:], name="region_positions")   # (B, R, 2)
+        positions = keras.Input(shapes[2][1:], name="region_positions")            # (B, R, 2)
         inputs.append(positions)
+    if image_branch is not None and _reads_scene_graphs(image_branch):
+        node_mask = keras.Input(shapes[-1][1:], name="node_mask")                  # (B, R) 1: present
+        inputs.append(node_mask)
+    if model_type == "graph":
         for i in range(graph_rounds):
             # The regions talk to each other, steered by the question (who, and in which direction).
-            regions = QuestionGraphAttention(graph_units, name=f"graph_round_{i}")(regions, positions, question)
+            regions = QuestionGraphAttention(graph_units, name=f"graph_round_{i}")(
+                regions, positions, question, node_mask=node_mask)
     if model_type in ("attention", "graph"):
         queries = keras.layers.Dense(attention_dim * glimpses, name="attention_queries")(question)
         queries = keras.layers.Reshape((glimpses, attention_dim), name="glimpse_queries")(queries)  # (B, G, A)
         attended, _ = ScaledDotProductAttention(name="question_attention")(
-            queries, regions, regions, return_attention_scores=True)               # (B, G, A), (B, G, R)
+            queries, regions, regions, attention_mask=node_mask,
+            return_attention_scores=True)                                          # (B, G, A), (B, G, R)
         parts.append(keras.layers.Flatten(name="glimpses")(attended))             # (B, G A)
     fused = keras.layers.Concatenate(name="fusion")(parts) if len(parts) > 1 else parts[0]
     x = keras.layers.Dense(fusion_dim, activation="relu", name="fused_hidden")(fused)
     x = keras.layers.Dropout(dropout, name="fusion_dropout")(x)
     logits = keras.layers.Dense(num_answers, dtype="float32", name="answer_logits")(x)  # (B, answers)
     return keras.Model(inputs, logits, name="answer_branch")
+
+
+def _reads_scene_graphs(image_branch):
+    return _has_layer(image_branch, "attribute_embedding")
+
+
+def reads_scene_graphs(head):
+    """Whether a VQA head reads scene graph nodes (the oracle setting) rather than an image grid."""
+    return _has_layer(head, "image_branch") and _reads_scene_graphs(head.get_layer("image_branch"))
 
 
 def _has_layer(model, name):
@@ -210,16 +266,21 @@ def build_grouped_trainer(head, questions_per_image, question_length):
 
 
 def build_vqa_model(encoder, head, name="vqa"):
-    """The end-to-end model: image + question tokens -> answer logits."""
-    image = keras.Input(encoder.input_shape[1:], name="image")
+    """The end-to-end model: image + question tokens -> answer logits. With `encoder` None (a head
+    that reads scene graphs) the model is the head's own inputs -> its logits, around it."""
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")
+    if encoder is None:
+        nodes = keras.Input(head.input_shape[0][1:], name="scene_graph")
+        return keras.Model([nodes, question_tokens], head([nodes, question_tokens]), name=name)
+    image = keras.Input(encoder.input_shape[1:], name="image")
     logits = head([encoder(image), question_tokens])
     return keras.Model([image, question_tokens], logits, name=name)
 
 
 def question_attention_model(head):
     """(B, h', w') weights over the region grid, averaged over the glimpses (each sums to 1, so
-    the average does too); ValueError for heads without attention."""
+    the average does too); (B, N) weights over the nodes for a head that reads scene graphs;
+    ValueError for heads without attention."""
     answer_branch = head.get_layer("answer_branch")
     if not _has_layer(head, "image_branch") or not _has_layer(answer_branch, "question_attention"):
         raise ValueError(f"VQA head '{head.name}' has no attention over image regions; "
@@ -227,9 +288,42 @@ def question_attention_model(head):
     weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
     branch_weights = keras.Model(answer_branch.inputs, keras.ops.mean(weights, axis=1))   # (B, R)
     image_branch = head.get_layer("image_branch")
-    grid_shape = region_grid_shape(image_branch)                                       # (h', w')
     image_features, question_tokens = head.inputs
     image_outputs = image_branch(image_features)
-    weights = keras.layers.Reshape(tuple(grid_shape), name="attention_grid")(
-        branch_weights([question_tokens, *image_outputs]))
+    weights = branch_weights([question_tokens, *image_outputs])                   # (B, R)
+    if not _reads_scene_graphs(image_branch):
+        grid_shape = region_grid_shape(image_branch)                               # (h', w')
+        weights = keras.layers.Reshape(tuple(grid_shape), name="attention_grid")(weights)
     return keras.Model(head.inputs, weights, name=f"{head.name}_attention")
+
+
+def graph_edge_weights(head, image_features, question_tokens):
+    """(B, rounds, R, R) edge weights of a graph head's message passing, round by round: row i of
+    a round is how region (or node) i weighed every region j (each row sums to 1 over the present
+    nodes). Runs the head's own layers eagerly, each round on the nodes the previous one wrote, so
+    the weights are those the answer used.
+
+    Args:
+        head: a "graph" head from `build_vqa_head`.
+        image_features: (B, h, w, c) encoder features, or (B, N, F) scene graph nodes.
+        question_tokens: (B, T) int32.
+
+    Raises:
+        ValueError: for heads without graph rounds.
+    """
+    answer_branch = head.get_layer("answer_branch")
+    rounds = sorted((layer for layer in answer_branch.layers if layer.name.startswith("graph_round_")),
+                    key=lambda layer: int(layer.name.rsplit("_", 1)[1]))
+    if not rounds:
+        raise ValueError(f"VQA head '{head.name}' has no graph rounds; train model_type='graph'")
+    names = [tensor.name for tensor in answer_branch.inputs]
+    image_outputs = head.get_layer("image_branch")(image_features, training=False)
+    branch_inputs = dict(zip(names, [question_tokens, *image_outputs]))
+    question_model = keras.Model(answer_branch.inputs[0], answer_branch.get_layer("question_lstm").output)
+    question = question_model(question_tokens, training=False)                    # (B, U)
+    nodes, edges = branch_inputs["regions"], []
+    for layer in rounds:
+        nodes, weights = layer(nodes, branch_inputs["region_positions"], question,
+                               node_mask=branch_inputs.get("node_mask"), return_edge_weights=True)
+        edges.append(weights)                                                      # (B, R, R)
+    return keras.ops.stack(edges, axis=1)

@@ -10,12 +10,14 @@ import tensorflow as tf
 from vlm_keras.config import VQAConfig, check_model_options
 from vlm_keras.data import pipeline
 from vlm_keras.data.formats.reader import DatasetError
+from vlm_keras.data.sources import scenes_of
 from vlm_keras.data.text import Tokenizer
 from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.training import TrainingRun, train_and_val
 from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, build_vqa_model
+from vlm_keras.vqa.scene_graphs import split_scene_graphs
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
 
@@ -33,6 +35,9 @@ def train_vqa(data=None, *, config=None, **options):
                 document's network), "graph" (question-conditioned message passing between the
                 regions, then attention) or "question_only" (the blind baseline);
             feature_layer: "block2_pool" (16x16x128 at 64 px) by default;
+            visual_input: "image" (the default), or "scene_graph": the model reads the synthetic
+                scenes' annotated objects instead of the pixels (`vqa/scene_graphs.py`), the
+                "ground-truth scene graph" oracle that bounds what perception costs;
             batch_size: questions per replica and step, rounded down to whole images (each image
                 comes with all its questions, which share one pass through the image branch);
             learning_rate: Adam's at the first step; it decays along a cosine to 5% of that by the
@@ -72,6 +77,7 @@ def _train(run):
             f"{len(answers)} answers; question vocabulary {tokenizer.vocab_size} tokens; "
             f"{tokenizer.describe_lengths('questions')}")
 
+    oracle = config.visual_input == "scene_graph"
     answer_ids = {a: i for i, a in enumerate(answers)}
     # Every split is grouped into the same number of question slots per image.
     questions_per_image = max(max(collections.Counter(s.image_paths).values())
@@ -79,19 +85,24 @@ def _train(run):
 
     def examples(split):
         """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
-        paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
-        features = run.features(encoder, list(paths), f"{split.name} images")
+        if oracle:
+            image_ids, image_index = np.unique(np.asarray(split.image_ids), return_inverse=True)
+            scenes = scenes_of(split, split.name, verbose=False, purpose="visual_input='scene_graph'")
+            features = split_scene_graphs(scenes, image_ids.tolist(), split.name)
+        else:
+            paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
+            features = run.features(encoder, list(paths), f"{split.name} images")
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
         return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
 
-    encoder = run.build_encoder()
+    encoder = None if oracle else run.build_encoder()
     train_examples = examples(train_split)
     val_examples = examples(val_split) if val_split is not None else None
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
-        head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), encoder.output_shape[1:],
+        head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), train_examples[0].shape[1:],
                               **config.model_options)
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2])

@@ -15,7 +15,8 @@ from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import check_answer_counts, normalize_answer, vqa_accuracy_report
 from vlm_keras.metrics.pointing import PointingScore, question_pointing
 from vlm_keras.vqa.export import export_vqa
-from vlm_keras.vqa.models import question_attention_model
+from vlm_keras.vqa.models import graph_edge_weights, question_attention_model, reads_scene_graphs
+from vlm_keras.vqa.scene_graphs import scene_graph_nodes, split_scene_graphs
 
 
 def build_answer_vocabulary(answers_per_question, top_k=1000):
@@ -43,8 +44,14 @@ def build_answer_vocabulary(answers_per_question, top_k=1000):
 class VQAModel(ModelBundle):
     """A trained VQA model.
 
+    A model trained with `visual_input="scene_graph"` (the oracle) reads the synthetic scenes'
+    annotated objects instead of images: `evaluate` reads them from the dataset,
+    `answer_scene_graphs` answers about given scenes, and what needs pixels (`answer`,
+    `attention`, `pointing`, `export`) raises ValueError.
+
     Args:
-        model: the end-to-end Keras model with sub-models "image_encoder" and "vqa_head".
+        model: the end-to-end Keras model with sub-models "image_encoder" and "vqa_head" (only
+            "vqa_head" for a scene-graph model).
         question_tokenizer: the `Tokenizer` for questions.
         answers: the answer vocabulary (class i is answers[i]).
         config, history, metrics, checkpoint_dir: as `ModelBundle`.
@@ -62,6 +69,17 @@ class VQAModel(ModelBundle):
     @property
     def head(self):
         return self.model.get_layer("vqa_head")
+
+    @property
+    def reads_scene_graphs(self):
+        """True for a model trained on annotated scene graphs (`visual_input="scene_graph"`)."""
+        return reads_scene_graphs(self.head)
+
+    def encode_images(self, images, batch_size=32):
+        if self.reads_scene_graphs:
+            raise ValueError("this VQA model reads scene graphs (visual_input='scene_graph'), not images: "
+                             "use answer_scene_graphs(scenes, questions), or evaluate() on the synthetic scenes")
+        return super().encode_images(images, batch_size)
 
     def encode_questions(self, questions):
         """Question strings (N,) -> (N, max_length + 2) int32 token ids."""
@@ -87,7 +105,20 @@ class VQAModel(ModelBundle):
         images, questions = list(images) if not isinstance(images, np.ndarray) else images, list(questions)
         if len(images) != len(questions):
             raise ValueError(f"{len(images)} images but {len(questions)} questions; expected one question per image")
-        probs = self.answer_probabilities(self.encode_images(images), questions)
+        return self._top_answers(self.answer_probabilities(self.encode_images(images), questions), top_k)
+
+    def answer_scene_graphs(self, scenes, questions, top_k=1):
+        """`answer` for a scene-graph model: one question per scene (`Scene`s or their dicts, as in
+        `annotations/scenes_<split>.json`)."""
+        if not self.reads_scene_graphs:
+            raise ValueError("this VQA model reads images; answer_scene_graphs is for models trained with "
+                             "visual_input='scene_graph'")
+        scenes, questions = list(scenes), list(questions)
+        if len(scenes) != len(questions):
+            raise ValueError(f"{len(scenes)} scenes but {len(questions)} questions; expected one question per scene")
+        return self._top_answers(self.answer_probabilities(scene_graph_nodes(scenes), questions), top_k)
+
+    def _top_answers(self, probs, top_k):
         results = []
         for row in probs:
             order = np.argsort(-row)[:top_k]
@@ -108,6 +139,20 @@ class VQAModel(ModelBundle):
         feature row `image_index[i]` (default: row i), so a split's images are encoded once."""
         return _per_question(self._attention_weights(), features, self.encode_questions(questions), image_index)
 
+    def graph_edges(self, images, questions):
+        """The graph head's edges: (N, rounds, R, R) weights, row i of a round being how region i
+        (row-major over the grid) weighed every region j for this question; ValueError for heads
+        without graph rounds. `vlm_keras.visualize.plot_graph_edges` draws them."""
+        features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
+        return self.graph_edges_features(features, questions)
+
+    def graph_edges_features(self, features, questions, image_index=None):
+        """`graph_edges` from encoder features (or scene graph nodes), question i about row
+        `image_index[i]` (default: row i)."""
+        head = self.head
+        return _per_question(lambda inputs, training: graph_edge_weights(head, *inputs), features,
+                             self.encode_questions(questions), image_index)
+
     def _attention_weights(self):
         """The model giving the glimpse-averaged maps, built once (ValueError without attention)."""
         if self._attention_model is None:
@@ -127,12 +172,22 @@ class VQAModel(ModelBundle):
             DatasetError: when `data` is not the synthetic scenes.
         """
         self._attention_weights()      # no attention: say so before any work
+        self._check_reads_images("the pointing game")
         scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
         vqa_split = vqa_split_of(data, split, verbose=False, **data_kwargs)
         return self._pointing_score(vqa_split, scenes, *self._split_features(vqa_split, verbose))
 
-    def _split_features(self, vqa_split, verbose):
-        """(features of the split's distinct images, each question's row in them)."""
+    def _check_reads_images(self, what):
+        if self.reads_scene_graphs:
+            raise ValueError(f"{what} needs a model that reads images; this one reads scene graphs "
+                             "(visual_input='scene_graph')")
+
+    def _split_features(self, vqa_split, verbose, scenes=None):
+        """(features of the split's distinct images, each question's row in them); for a
+        scene-graph model, the nodes of the split's `scenes` ({image_id: Scene})."""
+        if self.reads_scene_graphs:
+            image_ids, image_index = np.unique(np.asarray(vqa_split.image_ids), return_inverse=True)
+            return split_scene_graphs(scenes, image_ids.tolist(), vqa_split.name), image_index
         unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
         features = extract_features(self.encoder, list(unique_paths), self.image_size,
                                     verbose=verbose, what=f"{vqa_split.name} images")
@@ -166,15 +221,20 @@ class VQAModel(ModelBundle):
         Raises:
             ValueError: for questions with neither 10 human answers nor 1 (`check_answer_counts`).
         """
+        scenes = None
         if pointing:           # before any work: a head without attention, data without scenes
             self._attention_weights()
+            self._check_reads_images("the pointing game")
             scenes = scenes_of(data, split, verbose=bool(verbose), **data_kwargs)
+        if self.reads_scene_graphs:
+            scenes = scenes_of(data, split, verbose=bool(verbose), purpose="a scene-graph VQA model",
+                               **data_kwargs)
         vqa_split = vqa_split_of(data, split, verbose=bool(verbose), **data_kwargs)
         if vqa_split.has_answers:
             check_answer_counts(vqa_split.annotations)
         if predictions:
             self.check_predictions_path(predictions, vqa_split)
-        features, image_index = self._split_features(vqa_split, verbose)
+        features, image_index = self._split_features(vqa_split, verbose, scenes)
         probs = self.answer_probabilities(features, vqa_split.questions, image_index)
         answers = [self.answers[i] for i in np.argmax(probs, axis=1)]
         report = (vqa_accuracy_report(dict(zip(vqa_split.question_ids, answers)), vqa_split.annotations)
@@ -187,9 +247,9 @@ class VQAModel(ModelBundle):
 
     def _sizes(self):
         embedding = self.head.get_layer("answer_branch").get_layer("question_embedding")
-        return super()._sizes() + [("answers", len(self.answers), int(self.head.output_shape[-1])),
-                                   ("question vocabulary size", self.question_tokenizer.vocab_size,
-                                    int(embedding.input_dim))]
+        image = [] if self.reads_scene_graphs else super()._sizes()     # no image encoder to check
+        return image + [("answers", len(self.answers), int(self.head.output_shape[-1])),
+                        ("question vocabulary size", self.question_tokenizer.vocab_size, int(embedding.input_dim))]
 
     def _vocabularies(self):
         return {"question_tokenizer": self.question_tokenizer.get_config(), "answers": self.answers}
@@ -202,6 +262,7 @@ class VQAModel(ModelBundle):
 
     def export(self, path, overwrite=True):
         """Exports a SavedModel: (image bytes, question) -> answer. See `export_vqa`."""
+        self._check_reads_images("the SavedModel export (it serves image bytes)")
         return export_vqa(self, path, overwrite=overwrite)
 
 

@@ -1,0 +1,74 @@
+"""Scene graphs as the visual input (document section 2.1): the "oracle" VQA setting.
+
+A VQA model normally sees pixels: VGG16, then the region encoder. The synthetic scenes also record
+every object's colour, shape, size and position (`annotations/scenes_<split>.json`). With
+`train_vqa(visual_input="scene_graph")` those annotations are the model's input instead: each image
+becomes up to `MAX_NODES` nodes, one per annotated object, and the heads read them where they would
+read regions (the graph head's message passing, the attention head's glimpses, the pooled vector).
+What such a model scores is what a VQA paper reports "with ground-truth scene graphs": the answer
+a head could give if perception were perfect, so the gap to the pixel model is what perception
+costs.
+
+A node is a vector of `NODE_FEATURES` numbers:
+
+    | colour one-hot (6) | shape one-hot (4) | size one-hot (2) | row, column in -1..1 (2) | present (1) |
+
+row and column follow `CoordinateChannels` (the centre of the image is 0, the top-left corner
+(-1, -1)), so a node's position means what a region's does. Absent nodes (a scene of two objects
+has two) are all zero, present flag included; the heads mask them out.
+"""
+
+import numpy as np
+
+from vlm_keras.data.scenes.scenes import _OBJECT_COUNT_PROBS, COLORS, SHAPES, SIZES, Scene
+
+MAX_NODES = len(_OBJECT_COUNT_PROBS)          # a scene holds 1-4 objects
+ATTRIBUTES = (tuple(COLORS), SHAPES, tuple(SIZES))
+ATTRIBUTE_WIDTH = sum(len(values) for values in ATTRIBUTES)       # 12
+NODE_FEATURES = ATTRIBUTE_WIDTH + 3                               # + row, column, present
+POSITION_SLICE = slice(ATTRIBUTE_WIDTH, ATTRIBUTE_WIDTH + 2)
+PRESENT_INDEX = ATTRIBUTE_WIDTH + 2
+
+
+def scene_graph_nodes(scenes):
+    """Scenes -> their nodes.
+
+    Args:
+        scenes: `Scene`s (or their `to_dict()` dicts), one per image.
+
+    Returns:
+        (M, MAX_NODES, NODE_FEATURES) float32: the objects in the order the scene lists them,
+        then absent (all-zero) nodes.
+
+    Raises:
+        ValueError: naming the scene, when it has more than MAX_NODES objects.
+    """
+    scenes = list(scenes)
+    nodes = np.zeros((len(scenes), MAX_NODES, NODE_FEATURES), np.float32)
+    for i, scene in enumerate(scenes):
+        if isinstance(scene, dict):
+            scene = Scene.from_dict(scene)
+        if len(scene.objects) > MAX_NODES:
+            raise ValueError(f"scene #{i} has {len(scene.objects)} objects; a scene graph holds at most "
+                             f"{MAX_NODES}")
+        for j, obj in enumerate(scene.objects):
+            offset = 0
+            for values, value in zip(ATTRIBUTES, (obj.color, obj.shape, obj.size)):
+                nodes[i, j, offset + values.index(value)] = 1.0
+                offset += len(values)
+            nodes[i, j, POSITION_SLICE] = (2.0 * obj.y - 1.0, 2.0 * obj.x - 1.0)   # row, column
+            nodes[i, j, PRESENT_INDEX] = 1.0
+    return nodes
+
+
+def split_scene_graphs(scenes, image_ids, split_name):
+    """The nodes of the images `image_ids` from a split's {image_id: Scene}.
+
+    Raises:
+        ValueError: naming the split and the first image without a scene annotation.
+    """
+    missing = [image_id for image_id in image_ids if image_id not in scenes]
+    if missing:
+        raise ValueError(f"split '{split_name}' has no scene annotation for image {missing[0]!r} "
+                         f"({len(missing)} of {len(image_ids)} images without one)")
+    return scene_graph_nodes(scenes[image_id] for image_id in image_ids)
