@@ -15,6 +15,7 @@ that agrees with the labels: 1.0 means a model's misses are its own, not the dat
 
 import argparse
 import collections
+import json
 import pathlib
 import tempfile
 
@@ -80,13 +81,14 @@ def main():
     else:
         model = train_vqa(data=str(data_dir), model=args.model, visual_input=args.visual_input, epochs=args.epochs,
                           seed=args.seed, verbose=1, out=out, eval_splits=())
-    features, image_index = model._split_features(test, 0, scenes if model.reads_scene_graphs else None)
-    probabilities = model.answer_probabilities(features, test.questions, image_index)
-    predictions = [model.answers[i] for i in probabilities.argmax(1)]
+    # The model's answers as `evaluate` writes them (the VQA results format), then scored per form.
+    answers_file = pathlib.Path(tempfile.mkdtemp(prefix="vqa_forms_answers_")) / "test_answers.json"
+    model.evaluate(str(data_dir), "test", predictions=answers_file, verbose=0)
+    predicted = {row["question_id"]: row["answer"] for row in json.loads(answers_file.read_text())}
     scores = collections.defaultdict(list)
-    for question, question_type, prediction, answers in zip(test.questions, test.question_types, predictions,
-                                                            test.answers):
-        scores[form_of(question, question_type)].append(vqa_accuracy(prediction, answers))
+    for question_id, question, question_type, answers in zip(test.question_ids, test.questions,
+                                                             test.question_types, test.answers):
+        scores[form_of(question, question_type)].append(vqa_accuracy(predicted[question_id], answers))
     config = model.config        # what the model was trained with (a loaded one: its own)
     print(f"\n{config['model_type']} ({config.get('visual_input', 'image')}), {config['epochs']} epochs, "
           f"{args.num_images} scenes, seed {config['seed']}; official VQA accuracy on test\n")

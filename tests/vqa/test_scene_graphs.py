@@ -7,7 +7,7 @@ import pytest
 
 from vlm_keras.data.scenes.scenes import Scene, SceneObject
 from vlm_keras.vqa import VQAModel
-from vlm_keras.vqa.models import build_vqa_head, graph_edge_weights, question_attention_model
+from vlm_keras.vqa.models import build_vqa_head, graph_edges_function, question_attention_model
 from vlm_keras.vqa.scene_graphs import MAX_NODES, NODE_FEATURES, scene_graph_nodes, split_scene_graphs
 
 SMALL = dict(embed_dim=8, units=16, fusion_dim=16, attention_dim=16, graph_units=8)
@@ -55,13 +55,13 @@ def test_absent_nodes_and_the_order_of_present_ones_do_not_change_the_answer(mod
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
     assert not weights[:, 2:].any()
     if model_type == "graph":
-        edges = np.asarray(graph_edge_weights(head, nodes, tokens))               # (B, rounds, N, N)
+        edges = np.asarray(graph_edges_function(head)(nodes, tokens))               # (B, rounds, N, N)
         assert edges.shape == (3, 2, MAX_NODES, MAX_NODES)
         np.testing.assert_allclose(edges[:, :, :2].sum(-1), 1.0, atol=1e-5)      # present nodes' rows
         assert not edges[..., 2:].any()                                            # nothing from absent ones
     else:
         with pytest.raises(ValueError, match="has no graph rounds"):
-            graph_edge_weights(head, nodes, tokens)
+            graph_edges_function(head)
 
 
 def test_a_tiny_graph_model_learns_left_of_from_scene_graphs():

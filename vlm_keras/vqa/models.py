@@ -297,16 +297,17 @@ def question_attention_model(head):
     return keras.Model(head.inputs, weights, name=f"{head.name}_attention")
 
 
-def graph_edge_weights(head, image_features, question_tokens):
-    """(B, rounds, R, R) edge weights of a graph head's message passing, round by round: row i of
-    a round is how region (or node) i weighed every region j (each row sums to 1 over the present
-    nodes). Runs the head's own layers eagerly, each round on the nodes the previous one wrote, so
-    the weights are those the answer used.
+def graph_edges_function(head):
+    """A function (image_features, question_tokens) -> (B, rounds, R, R) edge weights of a graph
+    head's message passing, round by round: row i of a round is how region (or node) i weighed
+    every region j (each row sums to 1 over the present nodes).
+
+    It runs the head's own layers eagerly, each round on the nodes the previous one wrote, so the
+    weights are those the answer used (Keras cannot call a round a second time inside a functional
+    model with another output structure). Build it once per head and call it per batch.
 
     Args:
         head: a "graph" head from `build_vqa_head`.
-        image_features: (B, h, w, c) encoder features, or (B, N, F) scene graph nodes.
-        question_tokens: (B, T) int32.
 
     Raises:
         ValueError: for heads without graph rounds.
@@ -317,13 +318,17 @@ def graph_edge_weights(head, image_features, question_tokens):
     if not rounds:
         raise ValueError(f"VQA head '{head.name}' has no graph rounds; train model_type='graph'")
     names = [tensor.name for tensor in answer_branch.inputs]
-    image_outputs = head.get_layer("image_branch")(image_features, training=False)
-    branch_inputs = dict(zip(names, [question_tokens, *image_outputs]))
+    image_branch = head.get_layer("image_branch")
     question_model = keras.Model(answer_branch.inputs[0], answer_branch.get_layer("question_lstm").output)
-    question = question_model(question_tokens, training=False)                    # (B, U)
-    nodes, edges = branch_inputs["regions"], []
-    for layer in rounds:
-        nodes, weights = layer(nodes, branch_inputs["region_positions"], question,
-                               node_mask=branch_inputs.get("node_mask"), return_edge_weights=True)
-        edges.append(weights)                                                      # (B, R, R)
-    return keras.ops.stack(edges, axis=1)
+
+    def edges(image_features, question_tokens):
+        inputs = dict(zip(names, [question_tokens, *image_branch(image_features, training=False)]))
+        question = question_model(question_tokens, training=False)                 # (B, U)
+        nodes, weights = inputs["regions"], []
+        for layer in rounds:
+            nodes, round_weights = layer(nodes, inputs["region_positions"], question,
+                                         node_mask=inputs.get("node_mask"), return_edge_weights=True)
+            weights.append(round_weights)                                          # (B, R, R)
+        return keras.ops.stack(weights, axis=1)
+
+    return edges

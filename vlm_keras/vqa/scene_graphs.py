@@ -20,9 +20,9 @@ has two) are all zero, present flag included; the heads mask them out.
 
 import numpy as np
 
-from vlm_keras.data.scenes.scenes import _OBJECT_COUNT_PROBS, COLORS, SHAPES, SIZES, Scene
+from vlm_keras.data.scenes.scenes import COLORS, MAX_OBJECTS, SHAPES, SIZES, Scene
 
-MAX_NODES = len(_OBJECT_COUNT_PROBS)          # a scene holds 1-4 objects
+MAX_NODES = MAX_OBJECTS
 ATTRIBUTES = (tuple(COLORS), SHAPES, tuple(SIZES))
 ATTRIBUTE_WIDTH = sum(len(values) for values in ATTRIBUTES)       # 12
 NODE_FEATURES = ATTRIBUTE_WIDTH + 3                               # + row, column, present
@@ -62,13 +62,23 @@ def scene_graph_nodes(scenes):
 
 
 def split_scene_graphs(scenes, image_ids, split_name):
-    """The nodes of the images `image_ids` from a split's {image_id: Scene}.
+    """The nodes of a split's questions' images, each image once, as the VQA models read them.
+
+    Args:
+        scenes: the split's {image_id: Scene}.
+        image_ids: the image id of each question (repeats allowed).
+        split_name: for the error message.
+
+    Returns:
+        (nodes (M, MAX_NODES, NODE_FEATURES) of the M distinct images, sorted by id; the row of
+        each question's image in them (len(image_ids),)).
 
     Raises:
         ValueError: naming the split and the first image without a scene annotation.
     """
-    missing = [image_id for image_id in image_ids if image_id not in scenes]
+    unique_ids, image_index = np.unique(np.asarray(image_ids), return_inverse=True)
+    missing = [image_id for image_id in unique_ids.tolist() if image_id not in scenes]
     if missing:
         raise ValueError(f"split '{split_name}' has no scene annotation for image {missing[0]!r} "
-                         f"({len(missing)} of {len(image_ids)} images without one)")
-    return scene_graph_nodes(scenes[image_id] for image_id in image_ids)
+                         f"({len(missing)} of {len(unique_ids)} images without one)")
+    return scene_graph_nodes(scenes[image_id] for image_id in unique_ids.tolist()), image_index

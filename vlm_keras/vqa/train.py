@@ -86,9 +86,8 @@ def _train(run):
     def examples(split):
         """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
         if oracle:
-            image_ids, image_index = np.unique(np.asarray(split.image_ids), return_inverse=True)
             scenes = scenes_of(split, split.name, verbose=False, purpose="visual_input='scene_graph'")
-            features = split_scene_graphs(scenes, image_ids.tolist(), split.name)
+            features, image_index = split_scene_graphs(scenes, split.image_ids, split.name)
         else:
             paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
             features = run.features(encoder, list(paths), f"{split.name} images")

@@ -15,7 +15,7 @@ from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import check_answer_counts, normalize_answer, vqa_accuracy_report
 from vlm_keras.metrics.pointing import PointingScore, question_pointing
 from vlm_keras.vqa.export import export_vqa
-from vlm_keras.vqa.models import graph_edge_weights, question_attention_model, reads_scene_graphs
+from vlm_keras.vqa.models import graph_edges_function, question_attention_model, reads_scene_graphs
 from vlm_keras.vqa.scene_graphs import scene_graph_nodes, split_scene_graphs
 
 
@@ -65,6 +65,7 @@ class VQAModel(ModelBundle):
         self.question_tokenizer = question_tokenizer
         self.answers = list(answers)
         self._attention_model = None
+        self._graph_edges = None
 
     @property
     def head(self):
@@ -149,9 +150,11 @@ class VQAModel(ModelBundle):
     def graph_edges_features(self, features, questions, image_index=None):
         """`graph_edges` from encoder features (or scene graph nodes), question i about row
         `image_index[i]` (default: row i)."""
-        head = self.head
-        return _per_question(lambda inputs, training: graph_edge_weights(head, *inputs), features,
-                             self.encode_questions(questions), image_index)
+        if self._graph_edges is None:
+            self._graph_edges = graph_edges_function(self.head)          # ValueError without rounds
+        edges = self._graph_edges
+        return _per_question(lambda inputs, training: edges(*inputs), features, self.encode_questions(questions),
+                             image_index)
 
     def _attention_weights(self):
         """The model giving the glimpse-averaged maps, built once (ValueError without attention)."""
@@ -186,8 +189,7 @@ class VQAModel(ModelBundle):
         """(features of the split's distinct images, each question's row in them); for a
         scene-graph model, the nodes of the split's `scenes` ({image_id: Scene})."""
         if self.reads_scene_graphs:
-            image_ids, image_index = np.unique(np.asarray(vqa_split.image_ids), return_inverse=True)
-            return split_scene_graphs(scenes, image_ids.tolist(), vqa_split.name), image_index
+            return split_scene_graphs(scenes, vqa_split.image_ids, vqa_split.name)
         unique_paths, image_index = np.unique(np.asarray(vqa_split.image_paths), return_inverse=True)
         features = extract_features(self.encoder, list(unique_paths), self.image_size,
                                     verbose=verbose, what=f"{vqa_split.name} images")

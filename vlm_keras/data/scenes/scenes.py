@@ -33,8 +33,9 @@ HELDOUT_PAIRS = (("red", "triangle"), ("green", "circle"), ("blue", "cross"), ("
 SPLITS = ("train", "val", "test", "compositional")
 DATASET_VERSION = "1.0"
 MAX_CAPTION_WORDS = 22
+MAX_OBJECTS = 4  # a scene holds 1 to MAX_OBJECTS objects
 
-_OBJECT_COUNT_PROBS = (0.35, 0.35, 0.2, 0.1)  # P(1), P(2), P(3), P(4) objects
+_OBJECT_COUNT_PROBS = (0.35, 0.35, 0.2, 0.1)  # P(1) .. P(MAX_OBJECTS) objects
 _RADIUS_JITTER = 0.08  # radius = SIZES[size] * U(0.92, 1.08): sizes never overlap
 _EDGE_MARGIN = 0.02  # between a shape and the image border
 _GAP = 0.04  # between two shapes' circles
@@ -121,7 +122,7 @@ def sample_scene(rng, compositional=False):
     Returns:
         A `Scene` with 1-4 objects (weighted toward 1-2), no two alike in colour, shape and size.
     """
-    count = 1 + int(rng.choice(4, p=_OBJECT_COUNT_PROBS))
+    count = 1 + int(rng.choice(MAX_OBJECTS, p=_OBJECT_COUNT_PROBS))
     background = _sample_background(rng)
     for _ in range(1000):
         attributes = _sample_attributes(rng, count, compositional)
