@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from vlm_keras.bundle import ModelFolderError
 from vlm_keras.captioning import Captioner
@@ -190,14 +191,45 @@ def test_fine_tuning_trains_the_encoder(shapes_dir, tmp_path):
 def test_xla_generation_gives_the_graph_mode_captions(tiny_captioner, shapes_dir):
     split = coco.load_caption_split(shapes_dir, "test")
     features = tiny_captioner.encode_images(split.image_paths)
-    tokens, log_probs = tiny_captioner.generate_tokens(features)
-    tiny_captioner.jit_compile = True
+    assert tiny_captioner.jit_compile == "auto"
+    xla_tokens, xla_log_probs = tiny_captioner.generate_tokens(features)
+    xla_beam = tiny_captioner.generate_tokens(features, beam_size=2)
+    tiny_captioner.jit_compile = False
     try:
-        xla_tokens, xla_log_probs = tiny_captioner.generate_tokens(features)
+        tokens, log_probs = tiny_captioner.generate_tokens(features)
         beam = tiny_captioner.generate_tokens(features, beam_size=2)
     finally:
-        tiny_captioner.jit_compile = False
+        tiny_captioner.jit_compile = "auto"
     np.testing.assert_array_equal(xla_tokens, tokens)
     np.testing.assert_allclose(xla_log_probs, log_probs, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(beam[1], tiny_captioner.generate_tokens(features, beam_size=2)[1],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(xla_beam[0], beam[0])
+    np.testing.assert_allclose(xla_beam[1], beam[1], rtol=1e-4, atol=1e-5)
+    # Batches padded to a power of two: 5 rows in batches of 4 give shapes 4 and 1, rows unchanged.
+    np.testing.assert_array_equal(tiny_captioner.generate_tokens(features[:5], batch_size=4)[0], tokens[:5])
+    np.testing.assert_array_equal(tiny_captioner.generate_tokens(features[:3])[0], tokens[:3])
+    with pytest.raises(ValueError, match="jit_compile"):
+        tiny_captioner.jit_compile = "yes"
+
+
+def test_generation_falls_back_to_graph_mode_where_xla_cannot_compile(tiny_captioner, shapes_dir, monkeypatch):
+    features = tiny_captioner.encode_images(coco.load_caption_split(shapes_dir, "test").image_paths[:3])
+    expected = tiny_captioner.generate_tokens(features)[0]
+    real_functions = Captioner._generate_functions
+
+    def xla_missing(self, xla):  # as on a device without an XLA compiler: XLA functions fail when called
+        if not xla:
+            return real_functions(self, xla)
+
+        def fail(*args):
+            raise tf.errors.UnimplementedError(None, None, "Could not find compiler for platform FAKE")
+        return {"greedy": fail, "beam": fail}
+
+    monkeypatch.setattr(Captioner, "_generate_functions", xla_missing)
+    fresh = type(tiny_captioner)(tiny_captioner.model, tiny_captioner.tokenizer, tiny_captioner.config)
+    with pytest.warns(RuntimeWarning, match="XLA could not compile caption generation.*FAKE"):
+        np.testing.assert_array_equal(fresh.generate_tokens(features)[0], expected)
+    np.testing.assert_array_equal(fresh.generate_tokens(features, beam_size=2)[0],
+                                  tiny_captioner.generate_tokens(features, beam_size=2)[0])
+    fresh.jit_compile = True  # asked for explicitly: the error is raised
+    with pytest.raises(tf.errors.UnimplementedError, match="FAKE"):
+        fresh.generate_tokens(features)
