@@ -97,7 +97,7 @@ class Captioner(ModelBundle):
         "auto" compiles with XLA and falls back to graph mode, with a warning, where XLA cannot
         compile on this device (e.g. a GPU plugin without an XLA compiler). Measured on a 2-core
         CPU, batch 64, all 23 steps (`benchmarks/decode_speed.py`): the step-at-a-time decoders run
-        1.3x (LSTM), 1.2x (attention) and 1.9x (Transformer) faster under XLA, 2-5x at batch 1.
+        1.05x (LSTM), 1.3x (attention) and 2.0x (Transformer) faster under XLA, 1.8-5.2x at batch 1.
         XLA compiles once per batch shape (under a second here), so batches are padded to a power
         of two (at most `batch_size`) and a few shapes serve every call. The SavedModel export
         stays in graph mode, which every TensorFlow runtime serves.
