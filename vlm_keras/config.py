@@ -254,6 +254,9 @@ class VQAConfig(RunConfig):
                                "it reads the annotated objects of the synthetic scenes instead (the "
                                "'ground-truth scene graph' oracle; no image encoder, no export)",
                                choices=("image", "scene_graph"))
+    attribute_loss: float = option(0.0, "weight of the attribute probes' loss: linear probes read each region's "
+                                   "colour and shape from the synthetic scenes' annotations while training "
+                                   "(attention and graph heads; 0: none)", parse=float)
     questions: str = option(None, "VQA v2 questions files of a dataset in any other layout: FILE (the train "
                             "split) or SPLIT=FILE,..., with --images (and --annotations for the answers)",
                             parse=str)

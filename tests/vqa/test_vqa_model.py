@@ -71,6 +71,30 @@ def test_head_options_shape_the_pooled_image():
     assert "pooled_dropout" not in [layer.name for layer in plain.get_layer("image_branch").layers]
 
 
+def test_the_appearance_stream_reads_each_frozen_cell_alone(tmp_path):
+    keras.utils.set_random_seed(0)
+    head = build_vqa_head("graph", 12, 4, (16, 16, 5), units=16, attention_dim=16, region_filters=8,
+                          region_appearance=8)
+    image_branch = head.get_layer("image_branch")
+    joined = keras.Model(image_branch.input, image_branch.get_layer("regions_with_appearance").output)
+    features = np.random.default_rng(0).random((1, 16, 16, 5), dtype=np.float32)
+    changed = features.copy()
+    changed[0, 5, 9] += 3.0                      # one frozen cell: region (2, 4) of the 8x8 grid covers it
+    a, b = np.asarray(joined(features)), np.asarray(joined(changed))
+    assert a.shape == (1, 8, 8, 8 + 8 + 2)
+    appearance_moved = np.abs(a[..., :8] - b[..., :8]).max(-1) > 1e-6
+    assert appearance_moved[0, 2, 4] and appearance_moved.sum() == 1
+    # The row and column stay the last two channels (the graph head's positions read them).
+    positions = keras.Model(image_branch.input, image_branch.get_layer("region_positions").output)(features)
+    np.testing.assert_allclose(np.asarray(positions)[0].reshape(8, 8, 2), a[0, :, :, -2:])
+    head.save(tmp_path / "head.keras")
+    tokens = np.array([[2, 5, 6, 3]])
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "head.keras")([features, tokens]),
+                               head([features, tokens]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="region_appearance"):
+        build_vqa_head("attention", 12, 4, (16, 16, 5), region_appearance=-1)
+
+
 def test_group_questions_hand_computed():
     image_index = np.array([2, 0, 2, 1, 2, 1])
     tokens = np.arange(12).reshape(6, 2) + 1

@@ -174,13 +174,16 @@ def group_questions(image_index, question_tokens, answer_ids, questions_per_imag
 
 
 def grouped_vqa_dataset(features, images, question_tokens, answer_ids, batch_images, shuffle=True,
-                        seed=0, epoch=0, skip=0):
+                        seed=0, epoch=0, skip=0, image_inputs=None):
     """Batches of ({image_features (G, h, w, c), question_tokens (G, Q, T)}, answers (G Q,),
     weights (G Q,)) from `group_questions`; a weight is 0 for an empty slot or an unknown answer.
 
     `batch_images` is the global batch in images (each brings Q questions); see `epoch_batches`.
+    `image_inputs`: {name: (M, ...) array}, more inputs per image, in the features' order (the
+    region attribute maps of `build_grouped_trainer(attribute_loss=...)`).
     """
     features = tf.constant(features)
+    extra = {name: tf.constant(value) for name, value in (image_inputs or {}).items()}
     ds = tf.data.Dataset.from_tensor_slices((images, question_tokens, answer_ids))
     ds = epoch_batches(ds, len(images), batch_images, shuffle, seed, epoch, skip)
 
@@ -188,6 +191,7 @@ def grouped_vqa_dataset(features, images, question_tokens, answer_ids, batch_ima
         answers = tf.reshape(answers, (-1,))                                       # (G Q,)
         weights = tf.cast(answers >= 0, tf.float32)
         inputs = {"image_features": tf.gather(features, idx), "question_tokens": tokens}
+        inputs.update({name: tf.gather(value, idx) for name, value in extra.items()})
         return inputs, tf.maximum(answers, 0), weights
 
     return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

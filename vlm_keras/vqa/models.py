@@ -49,13 +49,13 @@ import keras
 from vlm_keras.config import VQA_TYPES
 from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
 from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
-from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
+from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, ATTRIBUTES, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
 
 
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
                    units=256, fusion_dim=512, attention_dim=256, glimpses=4, region_filters=64,
                    region_layers=4, region_cells=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
-                   graph_units=64, graph_rounds=2, name="vqa_head"):
+                   graph_units=64, graph_rounds=2, region_appearance=0, name="vqa_head"):
     """Image features + question tokens -> answer logits, as a functional model.
 
     Args:
@@ -80,6 +80,11 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         dropout: dropout after the fusion.
         graph_units: size of the queries, keys and messages of each round ("graph" only).
         graph_rounds: rounds of message passing between the regions ("graph" only).
+        region_appearance: channels of each region's appearance stream (0: none): 1x1
+            convolutions over the frozen grid, each cell read alone and then averaged over the
+            cells a region covers, joined to the region convolutions' features. A cell alone holds
+            the local colour and texture, not the object's outline, so this stream keeps an
+            object's colour apart from its shape (issue 20's attribute-factorised regions).
         name: the model's name.
 
     Call arguments:
@@ -119,7 +124,8 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
         image_branch = _scene_graph_branch(model_type, feature_shape, units, attention_dim)
     else:
         image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
-                                     region_layers, region_cells, cell_channels, image_dropout)
+                                     region_layers, region_cells, cell_channels, image_dropout,
+                                     region_appearance)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
                                    embed_dim, units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
                                    graph_rounds)
@@ -130,12 +136,14 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
 
 
 def _image_branch(model_type, feature_shape, units, attention_dim, region_filters, region_layers, region_cells,
-                  cell_channels, image_dropout):
+                  cell_channels, image_dropout, region_appearance=0):
     """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)
     [, their positions (B, R, 2)]]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
     grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells)(
         image_features)                                                            # (B, h', w', F + 2)
+    if region_appearance:
+        grid = _with_appearance(image_features, grid, region_appearance)          # (B, h', w', C + F + 2)
     cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
     pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
     if image_dropout:
@@ -149,6 +157,19 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
         # The region encoder's last two channels: each cell's row and column.
         outputs.append(keras.layers.Reshape((height * width, 2), name="region_positions")(grid[..., -2:]))
     return keras.Model(image_features, outputs, name="image_branch")
+
+
+def _with_appearance(image_features, grid, channels):
+    """Joins each region of `grid` (B, h', w', F + 2) with the mean of 1x1 convolutions over the
+    frozen cells it covers: (B, h', w', channels + F + 2), the row and column still last."""
+    if int(channels) != channels or channels < 0:
+        raise ValueError(f"region_appearance must be an integer >= 0; received {channels!r}")
+    height, width = image_features.shape[1], image_features.shape[2]
+    stride = (-(-height // grid.shape[1]), -(-width // grid.shape[2]))
+    x = keras.layers.BatchNormalization(synchronized=True, name="appearance_norm")(image_features)
+    x = keras.layers.Conv2D(int(channels), 1, activation="relu", name="appearance_conv")(x)   # (B, h, w, C)
+    x = keras.layers.AveragePooling2D(stride, strides=stride, padding="same", name="appearance_pool")(x)
+    return keras.layers.Concatenate(name="regions_with_appearance")([x, grid])
 
 
 def _scene_graph_branch(model_type, feature_shape, units, attention_dim):
@@ -231,7 +252,7 @@ def _has_layer(model, name):
     return name in [layer.name for layer in model.layers]
 
 
-def build_grouped_trainer(head, questions_per_image, question_length):
+def build_grouped_trainer(head, questions_per_image, question_length, attribute_loss=0.0):
     """The head as trained: each image's questions share one pass through its image branch.
 
     A VQA dataset asks several questions about each image (6 on the scenes, 5.4 on average in
@@ -244,10 +265,16 @@ def build_grouped_trainer(head, questions_per_image, question_length):
         head: a model from `build_vqa_head`.
         questions_per_image: Q, the question slots per image (pad with empty questions).
         question_length: T, the token length of every question.
+        attribute_loss: weight of the attribute probes' loss (0: none; "attention" and "graph"
+            heads): two linear probes read every region vector the glimpses read, one its colour
+            and one its shape (`AttributeProbeLoss`), so the regions carry each attribute apart
+            from the other. The probes live in the trainer only; the head is unchanged.
 
     Call arguments:
         image_features: (G, h, w, c).
         question_tokens: (G, Q, T) int32.
+        region_colours, region_shapes: (G, h', w') int32 per region of the head's grid, 0 for
+            background (`scene_graphs.region_attribute_maps`); with attribute_loss only.
 
     Returns:
         A `keras.Model` giving (G * Q, num_answers) logits, image-major (image g's questions are
@@ -258,11 +285,69 @@ def build_grouped_trainer(head, questions_per_image, question_length):
     flat_tokens = keras.ops.reshape(question_tokens, (-1, question_length))      # (G Q, T)
     answer_branch = head.get_layer("answer_branch")
     inputs = [flat_tokens]
+    image_outputs = []
     if _has_layer(head, "image_branch"):
         image_outputs = head.get_layer("image_branch")(image_features)
         image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
         inputs += [keras.ops.repeat(x, questions_per_image, axis=0) for x in image_outputs]  # (G Q, ...)
-    return keras.Model([image_features, question_tokens], answer_branch(inputs), name=f"{head.name}_grouped")
+    logits = answer_branch(inputs)
+    if not attribute_loss:
+        return keras.Model([image_features, question_tokens], logits, name=f"{head.name}_grouped")
+    if len(image_outputs) < 2 or reads_scene_graphs(head):
+        raise ValueError("attribute_loss needs a head that attends over image regions (attention or graph)")
+    grid = region_grid_shape(head)
+    colours = keras.Input(grid, dtype="int32", name="region_colours")
+    shapes = keras.Input(grid, dtype="int32", name="region_shapes")
+    regions = image_outputs[1]                                                   # (G, R, A)
+    colour_logits = keras.layers.Dense(len(ATTRIBUTES[0]), dtype="float32", name="colour_probe")(regions)
+    shape_logits = keras.layers.Dense(len(ATTRIBUTES[1]), dtype="float32", name="shape_probe")(regions)
+    logits = AttributeProbeLoss(attribute_loss, name="attribute_probe_loss")(
+        logits, [colour_logits, shape_logits], [keras.ops.reshape(colours, (-1, grid[0] * grid[1])),
+                                                keras.ops.reshape(shapes, (-1, grid[0] * grid[1]))])
+    return keras.Model([image_features, question_tokens, colours, shapes], logits, name=f"{head.name}_grouped")
+
+
+@keras.saving.register_keras_serializable(package="vlm_keras")
+class AttributeProbeLoss(keras.layers.Layer):
+    """Adds, while training, `weight` times the probes' cross-entropy to the model's loss and
+    passes the answer logits through unchanged.
+
+    Each probe gives logits over one attribute's values for every region, (B, R, values); its
+    targets are (B, R) ids, 0 for a region without an object (not scored) and i + 1 for value i.
+    The loss of a probe is its mean cross-entropy over the regions with an object; the probes' losses
+    are summed.
+
+    Args:
+        weight: the loss weight.
+
+    Call arguments:
+        logits: (B', answers), returned as they are.
+        probe_logits: list of (B, R, values_k).
+        targets: list of (B, R) int.
+        training: Keras' flag; outside training nothing is added.
+    """
+
+    def __init__(self, weight, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, logits, probe_logits, targets, training=False):
+        if training:
+            total = 0.0
+            for probe, target in zip(probe_logits, targets):
+                target = keras.ops.cast(target, "int32")
+                scored = keras.ops.cast(target > 0, "float32")
+                loss = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(target - 1, 0),
+                                                                    keras.ops.cast(probe, "float32"), from_logits=True)
+                total = total + keras.ops.sum(loss * scored) / keras.ops.maximum(keras.ops.sum(scored), 1.0)
+            self.add_loss(self.weight * total)
+        return logits
+
+    def compute_output_spec(self, logits, *args, **kwargs):
+        return keras.KerasTensor(logits.shape, logits.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
 
 
 def build_vqa_model(encoder, head, name="vqa"):

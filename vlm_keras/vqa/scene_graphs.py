@@ -82,3 +82,35 @@ def split_scene_graphs(scenes, image_ids, split_name):
         raise ValueError(f"split '{split_name}' has no scene annotation for image {missing[0]!r} "
                          f"({len(missing)} of {len(unique_ids)} images without one)")
     return scene_graph_nodes(scenes[image_id] for image_id in unique_ids.tolist()), image_index
+
+
+def region_attribute_maps(scenes, grid_shape):
+    """Each region's colour and shape, from the scenes' annotations: the targets of the VQA
+    heads' attribute probes (`build_grouped_trainer(attribute_loss=...)`).
+
+    A region (a cell of the (h, w) grid over the image) takes the attributes of the object whose
+    circle holds the cell's centre (the object drawn last where circles overlap), and the cell that
+    holds an object's centre always takes that object's; other cells are background.
+
+    Args:
+        scenes: `Scene`s (or their dicts), one per image.
+        grid_shape: (h, w), the region grid.
+
+    Returns:
+        (colours, shapes): (M, h, w) int32 each; 0 is background, i + 1 is `COLORS[i]` (or
+        `SHAPES[i]`).
+    """
+    height, width = (int(n) for n in grid_shape)
+    rows, columns = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
+    scenes = list(scenes)
+    colours = np.zeros((len(scenes), height, width), np.int32)
+    shapes = np.zeros((len(scenes), height, width), np.int32)
+    for i, scene in enumerate(scenes):
+        if isinstance(scene, dict):
+            scene = Scene.from_dict(scene)
+        for obj in scene.objects:
+            inside = (rows[:, None] - obj.y) ** 2 + (columns[None, :] - obj.x) ** 2 <= obj.radius ** 2
+            inside[min(int(obj.y * height), height - 1), min(int(obj.x * width), width - 1)] = True
+            colours[i][inside] = ATTRIBUTES[0].index(obj.color) + 1
+            shapes[i][inside] = ATTRIBUTES[1].index(obj.shape) + 1
+    return colours, shapes

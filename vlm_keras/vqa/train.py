@@ -12,12 +12,12 @@ from vlm_keras.data import pipeline
 from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.sources import scenes_of
 from vlm_keras.data.text import Tokenizer
-from vlm_keras.encoders.regions import adapt_region_encoder
+from vlm_keras.encoders.regions import adapt_region_encoder, region_grid_shape
 from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.training import TrainingRun, train_and_val
 from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, build_vqa_model
-from vlm_keras.vqa.scene_graphs import split_scene_graphs
+from vlm_keras.vqa.scene_graphs import region_attribute_maps, split_scene_graphs
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
 
@@ -84,34 +84,52 @@ def _train(run):
                               for s in (train_split, val_split) if s is not None)
 
     def examples(split):
-        """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split."""
+        """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split, and
+        the image id of each feature row."""
         if oracle:
             scenes = scenes_of(split, split.name, verbose=False, purpose="visual_input='scene_graph'")
             features, image_index = split_scene_graphs(scenes, split.image_ids, split.name)
         else:
             paths, image_index = np.unique(np.asarray(split.image_paths), return_inverse=True)
             features = run.features(encoder, list(paths), f"{split.name} images")
+        image_ids = np.zeros(len(features), object)
+        image_ids[image_index] = split.image_ids
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
-        return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
+        return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image)), image_ids
+
+    def attribute_maps(split, image_ids):
+        """The attribute probes' targets, each region's colour and shape, per feature row."""
+        if not config.attribute_loss:
+            return None
+        scenes = scenes_of(split, split.name, verbose=False, purpose="attribute_loss")
+        missing = [image_id for image_id in image_ids.tolist() if image_id not in scenes]
+        if missing:
+            raise DatasetError(f"split '{split.name}' has no scene annotation for image {missing[0]!r}; "
+                               "attribute_loss reads the objects of every training and validation image")
+        colours, shapes = region_attribute_maps([scenes[i] for i in image_ids.tolist()], region_grid_shape(head))
+        return {"region_colours": colours, "region_shapes": shapes}
 
     encoder = None if oracle else run.build_encoder()
-    train_examples = examples(train_split)
-    val_examples = examples(val_split) if val_split is not None else None
+    train_examples, train_images = examples(train_split)
+    val_examples, val_images = examples(val_split) if val_split is not None else (None, None)
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
         head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), train_examples[0].shape[1:],
                               **config.model_options)
         full_model = build_vqa_model(encoder, head)
-        trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2])
+        trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2],
+                                        attribute_loss=config.attribute_loss)
     adapt_region_encoder(head, train_examples[0])   # statistics of the training images only
+    train_maps = attribute_maps(train_split, train_images)
+    val_maps = attribute_maps(val_split, val_images) if val_examples is not None else None
 
     def train_batches(epoch, skip):
         return pipeline.grouped_vqa_dataset(*train_examples, images_per_step, seed=config.seed, epoch=epoch,
-                                            skip=skip)
+                                            skip=skip, image_inputs=train_maps)
 
-    val_data = (pipeline.grouped_vqa_dataset(*val_examples, images_per_step, shuffle=False)
+    val_data = (pipeline.grouped_vqa_dataset(*val_examples, images_per_step, shuffle=False, image_inputs=val_maps)
                 if val_examples is not None else None)
     # The learning rate decays along a cosine to 5% of its start by the last step: the heads
     # begin to overfit the scenes after about 8 epochs, and a decaying rate settles them.
