@@ -44,6 +44,9 @@ def train_vqa(data=None, *, config=None, **options):
                 last step. The weights kept are those of the epoch with the best validation
                 accuracy (without a validation split, of the best training accuracy);
             top_k_answers: the answer vocabulary keeps the most frequent answers;
+            attribute_loss: weight of linear probes that read each region's colour and shape from
+                the synthetic scenes' annotations while training (0, the default: none;
+                `build_grouped_trainer`);
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
