@@ -1,6 +1,7 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels, question-conditioned graph attention."""
+coordinate channels, question-conditioned graph attention, attribute probes' loss."""
 
+from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
 from vlm_keras.layers.positional_embedding import PositionalEmbedding
@@ -11,6 +12,7 @@ from vlm_keras.layers.scaled_dot_product_attention import ScaledDotProductAttent
 from vlm_keras.layers.transformer_decoder_block import TransformerDecoderBlock
 
 __all__ = [
+    "AttributeProbeLoss",
     "CoordinateChannels",
     "MultiHeadAttention",
     "PositionalEmbedding",

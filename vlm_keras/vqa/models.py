@@ -48,7 +48,7 @@ import keras
 
 from vlm_keras.config import VQA_TYPES
 from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
-from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
+from vlm_keras.layers import AttributeProbeLoss, QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
 from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, ATTRIBUTES, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
 
 
@@ -305,49 +305,6 @@ def build_grouped_trainer(head, questions_per_image, question_length, attribute_
         logits, [colour_logits, shape_logits], [keras.ops.reshape(colours, (-1, grid[0] * grid[1])),
                                                 keras.ops.reshape(shapes, (-1, grid[0] * grid[1]))])
     return keras.Model([image_features, question_tokens, colours, shapes], logits, name=f"{head.name}_grouped")
-
-
-@keras.saving.register_keras_serializable(package="vlm_keras")
-class AttributeProbeLoss(keras.layers.Layer):
-    """Adds, while training, `weight` times the probes' cross-entropy to the model's loss and
-    passes the answer logits through unchanged.
-
-    Each probe gives logits over one attribute's values for every region, (B, R, values); its
-    targets are (B, R) ids, 0 for a region without an object (not scored) and i + 1 for value i.
-    The loss of a probe is its mean cross-entropy over the regions with an object; the probes' losses
-    are summed.
-
-    Args:
-        weight: the loss weight.
-
-    Call arguments:
-        logits: (B', answers), returned as they are.
-        probe_logits: list of (B, R, values_k).
-        targets: list of (B, R) int.
-        training: Keras' flag; outside training nothing is added.
-    """
-
-    def __init__(self, weight, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = float(weight)
-
-    def call(self, logits, probe_logits, targets, training=False):
-        if training:
-            total = 0.0
-            for probe, target in zip(probe_logits, targets):
-                target = keras.ops.cast(target, "int32")
-                scored = keras.ops.cast(target > 0, "float32")
-                loss = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(target - 1, 0),
-                                                                    keras.ops.cast(probe, "float32"), from_logits=True)
-                total = total + keras.ops.sum(loss * scored) / keras.ops.maximum(keras.ops.sum(scored), 1.0)
-            self.add_loss(self.weight * total)
-        return logits
-
-    def compute_output_spec(self, logits, *args, **kwargs):
-        return keras.KerasTensor(logits.shape, logits.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
 
 
 def build_vqa_model(encoder, head, name="vqa"):
