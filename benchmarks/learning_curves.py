@@ -73,12 +73,17 @@ def dataset(task, size, root):
 
 
 def train_and_score(task, spec, size, seed, epochs, root):
-    import vlm_keras
-
     name, options = model_spec(spec)
     folder, largest = dataset(task, size, root), dataset(task, max(ARGS.sizes[task]), root)
-    common = dict(data=str(folder), epochs=epochs, image_size=64, seed=seed, verbose=0, eval_splits=(),
-                  checkpoint_dir=tempfile.mkdtemp(prefix=f"curve_{task}_"), **options)
+    with tempfile.TemporaryDirectory(prefix=f"curve_{task}_") as checkpoints:
+        common = dict(data=str(folder), epochs=epochs, image_size=64, seed=seed, verbose=0, eval_splits=(),
+                      checkpoint_dir=checkpoints, **options)
+        return _train_and_score(task, name, spec, size, seed, epochs, folder, largest, common)
+
+
+def _train_and_score(task, name, spec, size, seed, epochs, folder, largest, common):
+    import vlm_keras
+
     started = time.perf_counter()
     row = {"task": task, "model": spec, "size": size, "seed": seed, "epochs": epochs}
     if task == "vqa":
@@ -98,14 +103,13 @@ def train_and_score(task, spec, size, seed, epochs, root):
             row[f"score_{split}"], row[f"bleu4_{split}"] = report["coco_cider_d"], report["coco_bleu4"]
     else:
         if name != "default":
-            options["model"] = name
             common["model"] = name
         result = vlm_keras.train_retrieval(**common)
         for split in ("test", "compositional"):
             report = result.evaluate(str(largest), split, verbose=0)
             row.update({f"{key}_{split}": report[key] for key in ("text_to_image_r1", "image_to_text_r1")})
             row[f"score_{split}"] = (report["text_to_image_r1"] + report["image_to_text_r1"]) / 2
-    row["train_seconds"] = time.perf_counter() - started
+    row["seconds"] = time.perf_counter() - started   # training and scoring
     row["train_images"] = train_images(folder)
     return row
 

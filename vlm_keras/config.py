@@ -263,6 +263,14 @@ class VQAConfig(RunConfig):
 
     TASK: ClassVar[str] = "vqa"
 
+    def validate(self):
+        super().validate()
+        if not self.attribute_loss >= 0:
+            raise ValueError(f"attribute_loss must be >= 0, got {self.attribute_loss!r}")
+        if self.attribute_loss and (self.model not in ("attention", "graph") or self.visual_input != "image"):
+            raise ValueError("attribute_loss probes the regions the attention and graph heads read from images; "
+                             f"model={self.model!r} with visual_input={self.visual_input!r} has none")
+
     @property
     def resolved_learning_rate(self):
         return self.learning_rate

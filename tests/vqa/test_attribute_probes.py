@@ -85,3 +85,12 @@ def test_train_vqa_with_attribute_probes(vqa_dir, tmp_path):
     loaded = VQAModel.load(tmp_path / "model")        # the head alone: the probes stayed in the trainer
     assert not any(layer.name.endswith("_probe") for layer in loaded.model._flatten_layers())
     assert '"attribute_loss": 1.0' in (tmp_path / "model" / "config.json").read_text()
+
+
+@pytest.mark.parametrize("options", [dict(model="concat"), dict(model="attention", visual_input="scene_graph"),
+                                     dict(model="attention", attribute_loss=-1.0)])
+def test_attribute_loss_without_regions_to_probe_fails_before_any_work(options):
+    from vlm_keras.config import VQAConfig
+
+    with pytest.raises(ValueError, match="attribute_loss"):
+        VQAConfig.from_options(**{"attribute_loss": 1.0, **options})

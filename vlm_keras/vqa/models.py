@@ -84,7 +84,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
             convolutions over the frozen grid, each cell read alone and then averaged over the
             cells a region covers, joined to the region convolutions' features. A cell alone holds
             the local colour and texture, not the object's outline, so this stream keeps an
-            object's colour apart from its shape (issue 20's attribute-factorised regions).
+            object's colour apart from its shape (README, "Keeping colour and shape apart").
         name: the model's name.
 
     Call arguments:
