@@ -171,8 +171,8 @@ class Captioner(ModelBundle):
         for start in range(0, len(features), batch_size):
             batch = np.asarray(features[start:start + batch_size], np.float32)
             rows = len(batch)
-            padded = self._batch_rows(rows, batch_size)[0]  # under XLA a few shapes, each compiled once:
-            if padded > rows:                                # pad with copies of the last row (ending with it)
+            padded = self._padded_rows(rows, batch_size)   # under XLA a few shapes, each compiled once:
+            if padded > rows:                               # pad with copies of the last row (ending with it)
                 batch = np.concatenate([batch, np.repeat(batch[-1:], padded - rows, axis=0)])
             t, lp = self._generate(batch, int(beam_size))
             tokens.append(t.numpy()[:rows])
@@ -181,16 +181,15 @@ class Captioner(ModelBundle):
             return np.zeros((0, self.max_steps), np.int32), np.zeros((0,), np.float32)
         return np.concatenate(tokens), np.concatenate(log_probs)
 
-    def _batch_rows(self, rows, batch_size):
-        """The batch sizes `generate_tokens` runs for `rows` features: under XLA padded to a power of two."""
-        sizes = {min(batch_size, rows - start) for start in range(0, rows, batch_size)}
-        if self._uses_xla():
-            sizes = {min(batch_size, 1 << (n - 1).bit_length()) for n in sizes}
-        return sorted(sizes)
+    def _padded_rows(self, rows, batch_size):
+        """The rows a batch of `rows` features runs as: under XLA the next power of two (at most
+        `batch_size`), so that few shapes are compiled; in graph mode `rows`."""
+        return min(batch_size, 1 << (rows - 1).bit_length()) if self._uses_xla() else rows
 
     def _compile_for(self, features, batch_size, beam_size):
         """Traces (and under XLA compiles) generation for every batch shape a run over `features` uses."""
-        for rows in self._batch_rows(len(features), batch_size):
+        last = len(features) % batch_size
+        for rows in {self._padded_rows(n, batch_size) for n in (min(batch_size, len(features)), last) if n}:
             self.generate_tokens(np.repeat(np.asarray(features[:1]), rows, axis=0), batch_size, beam_size)
 
     def caption_features(self, features, batch_size=128, beam_size=1):

@@ -43,11 +43,9 @@ def scene_graph_nodes(scenes):
     Raises:
         ValueError: naming the scene, when it has more than MAX_NODES objects.
     """
-    scenes = list(scenes)
+    scenes = _scenes(scenes)
     nodes = np.zeros((len(scenes), MAX_NODES, NODE_FEATURES), np.float32)
     for i, scene in enumerate(scenes):
-        if isinstance(scene, dict):
-            scene = Scene.from_dict(scene)
         if len(scene.objects) > MAX_NODES:
             raise ValueError(f"scene #{i} has {len(scene.objects)} objects; a scene graph holds at most "
                              f"{MAX_NODES}")
@@ -59,6 +57,11 @@ def scene_graph_nodes(scenes):
             nodes[i, j, POSITION_SLICE] = (2.0 * obj.y - 1.0, 2.0 * obj.x - 1.0)   # row, column
             nodes[i, j, PRESENT_INDEX] = 1.0
     return nodes
+
+
+def _scenes(scenes):
+    """`Scene`s, from `Scene`s or their `to_dict()` dicts."""
+    return [Scene.from_dict(scene) if isinstance(scene, dict) else scene for scene in scenes]
 
 
 def split_scene_graphs(scenes, image_ids, split_name):
@@ -102,12 +105,10 @@ def region_attribute_maps(scenes, grid_shape):
     """
     height, width = (int(n) for n in grid_shape)
     rows, columns = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
-    scenes = list(scenes)
+    scenes = _scenes(scenes)
     colours = np.zeros((len(scenes), height, width), np.int32)
     shapes = np.zeros((len(scenes), height, width), np.int32)
     for i, scene in enumerate(scenes):
-        if isinstance(scene, dict):
-            scene = Scene.from_dict(scene)
         for obj in scene.objects:
             inside = (rows[:, None] - obj.y) ** 2 + (columns[None, :] - obj.x) ** 2 <= obj.radius ** 2
             inside[min(int(obj.y * height), height - 1), min(int(obj.x * width), width - 1)] = True
