@@ -71,9 +71,9 @@ def beam_search(decoder, image_features, max_steps, beam_size=3, length_penalty=
     tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
     stepper = stepper_for(decoder)
     context, state = stepper.start(image_features, max_steps)
-    # The per-image work is done once, then every beam of an image gets its copy.
-    context, state = (tf.nest.map_structure(lambda x: tf.repeat(x, beam_size, axis=0), part)
-                      for part in (context, state))
+    # The per-image work is done once; every beam gets its copy of the state, while the context
+    # (the regions) stays one per image: the steppers read it for all of an image's beams at once.
+    state = tf.nest.map_structure(lambda x: tf.repeat(x, beam_size, axis=0), state)
     batch = tf.shape(image_features)[0]
     flat = batch * beam_size
 

@@ -83,9 +83,12 @@ class AttentionStepper:
         # The lookup without Keras' padding mask: the cell takes none (a fed-back word is no padding).
         x = get("token_embedding").call(tokens)                                      # (B, E)
         h, (h, c) = get("lstm").cell(x, list(state), training=False)                  # (B, U)
-        query = ops.expand_dims(get("attention_query")(h), 1)                        # (B, 1, A)
-        attended = get("region_attention")(query, regions, regions)                  # (B, 1, A)
-        x = get("attentional_state")(get("state_and_context")([h, attended[:, 0]]))   # (B, U)
+        # The rows of an image (its beams) are one query each against its regions: (B, G, A).
+        query = get("attention_query")(h)                                            # (N, A)
+        query = ops.reshape(query, (ops.shape(regions)[0], -1, ops.shape(query)[-1]))
+        attended = get("region_attention")(query, regions, regions)                  # (B, G, A)
+        attended = ops.reshape(attended, (-1, ops.shape(attended)[-1]))             # (N, A)
+        x = get("attentional_state")(get("state_and_context")([h, attended]))        # (N, U)
         return get("next_token_logits")(x), (h, c)                                   # (B, V)
 
 
@@ -115,7 +118,10 @@ class TransformerStepper:
         batch = ops.shape(features)[0]
         for block in self.blocks:
             attention = block.cross_attention
-            context += [ops.transpose(attention.key_dense(regions), (0, 2, 1, 3)),   # (B, H, R, k)
+            # Keys transposed (B, H, k, R), values (B, H, R, k): both products of the step are then
+            # plain (not transposed) matrix products, which read each image's keys and values once
+            # for all of its rows (beams).
+            context += [ops.transpose(attention.key_dense(regions), (0, 2, 3, 1)),
                         ops.transpose(attention.value_dense(regions), (0, 2, 1, 3))]
             head_dim = block.self_attention.key_dim
             zeros = tf.zeros(tf.stack([batch, block.num_heads, max_steps, head_dim]), block.compute_dtype)
@@ -187,6 +193,20 @@ def _attend(q, keys, values, mask=None):
     return ops.reshape(heads, (ops.shape(heads)[0], -1))
 
 
+def _attend_regions(q, keys, values):
+    """Cross-attention of (N, H k) queries, N = B G rows (G rows per image, image-major: beam
+    search's beams), to an image's (B, H, k, R) transposed keys and (B, H, R, k) values, with
+    `ScaledDotProductAttention`'s arithmetic -> (N, H k). An image's rows are one matrix of queries,
+    so its keys and values, what the step is bound by reading on a CPU, are read once for all."""
+    batch, heads, head_dim = ops.shape(keys)[0], keys.shape[1], keys.shape[2]
+    q = ops.transpose(ops.reshape(q, (batch, -1, heads, head_dim)), (0, 2, 1, 3))   # (B, H, G, k)
+    score_dtype = "float64" if q.dtype == "float64" else "float32"
+    scores = ops.matmul(ops.cast(q, score_dtype), ops.cast(keys, score_dtype))       # (B, H, G, R)
+    weights = ops.softmax(scores / ops.sqrt(ops.cast(head_dim, score_dtype)), axis=-1)
+    attended = ops.matmul(ops.cast(weights, values.dtype), values)                 # (B, H, G, k)
+    return ops.reshape(ops.transpose(attended, (0, 2, 1, 3)), (-1, heads * head_dim))
+
+
 def _block_step(block, kernels, x, keys, values, written, visible, region_keys, region_values):
     """`TransformerDecoderBlock.call` for one position (B, D), reading and extending the cache."""
     norm = block._sublayer_input
@@ -201,7 +221,7 @@ def _block_step(block, kernels, x, keys, values, written, visible, region_keys, 
 
     h = norm(x, block.cross_attention_norm)
     q = ops.matmul(h, kernels["cross_query"][0]) + kernels["cross_query"][1]
-    attended = _attend(_heads(q, heads), region_keys, region_values)
+    attended = _attend_regions(q, region_keys, region_values)
     h = ops.matmul(attended, kernels["cross_output"][0]) + kernels["cross_output"][1]
     x = block._add_residual(x, h, block.cross_attention_norm, block.cross_attention_dropout, False)
 
