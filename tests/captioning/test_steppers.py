@@ -79,3 +79,18 @@ def test_the_steppers_hold_no_weights_of_their_own():
         for value in vars(stepper).values():
             for weight in getattr(value, "weights", []):
                 assert id(weight) in decoder_weights, (model_type, weight.path)
+
+
+def test_the_transformer_reorders_beams_by_its_ancestry_table_not_its_cache():
+    """Beam search gathers each row's (N, S) ancestry; the cache stays where the rows wrote it,
+    one slot per beam, and a row that continues another row's caption reads that row's slot."""
+    stepper = stepper_for(_decoder("transformer"))
+    features = tf.constant(np.random.default_rng(3).normal(size=(2, *GRID)).astype("float32"))
+    context, state = stepper.start(features, LENGTH + 1, beams=3)
+    assert state[0].shape == (6, LENGTH + 1) and state[1].shape[0] == 2   # rows, then images
+    _, state = stepper.step(tf.constant([2] * 6), tf.constant(0), context, state)
+    rows = tf.constant([2, 2, 0, 4, 5, 3])
+    reordered = stepper.reorder(state, rows)
+    for before, after in zip(state[1:], reordered[1:]):
+        assert after is before
+    np.testing.assert_array_equal(reordered[0][:, 0], [2, 2, 0, 1, 2, 0])  # the slot each row's position 0 is in

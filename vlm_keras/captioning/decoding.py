@@ -70,16 +70,16 @@ def beam_search(decoder, image_features, max_steps, beam_size=3, length_penalty=
     beam_size = tf.convert_to_tensor(beam_size, tf.int32)
     tf.debugging.assert_positive(beam_size, message="beam_size must be >= 1")
     stepper = stepper_for(decoder)
-    context, state = stepper.start(image_features, max_steps)
-    # The per-image work is done once; every beam gets its copy of the state, while the context
-    # (the regions) stays one per image: the steppers read it for all of an image's beams at once.
-    state = tf.nest.map_structure(lambda x: tf.repeat(x, beam_size, axis=0), state)
+    # The per-image work is done once; the context (the regions) stays one per image, read for all
+    # of an image's beams at once, and the state holds a row per beam.
+    context, state = stepper.start(image_features, max_steps, beams=beam_size)
     batch = tf.shape(image_features)[0]
     flat = batch * beam_size
 
     def step(t, previous, tokens, scores, finished, lengths, state):
         logits, state = stepper.step(previous, t, context, state)                      # (B*K, V)
-        return _extend_beams(t, logits, tokens, scores, finished, lengths, state, batch, beam_size, max_steps)
+        return _extend_beams(t, logits, tokens, scores, finished, lengths, state, batch, beam_size, max_steps,
+                             stepper.reorder)
 
     loop = tf.while_loop(
         lambda t, _p, _t, _s, finished, _l, _st: tf.logical_and(t < max_steps, tf.logical_not(tf.reduce_all(finished))),
@@ -167,9 +167,10 @@ def _first_beam_scores(batch, beam_size):
     return tf.one_hot(tf.zeros([batch], tf.int32), beam_size, on_value=0.0, off_value=-1e9)  # (B, K)
 
 
-def _extend_beams(t, logits, tokens, scores, finished, lengths, state, batch, beam_size, max_steps):
+def _extend_beams(t, logits, tokens, scores, finished, lengths, state, batch, beam_size, max_steps, reorder=None):
     """One beam-search step from (B*K, V) logits: keeps the K best extensions of each image's
-    beams; `tokens` (B*K, max_steps) and every tensor of `state` follow their beams."""
+    beams; `tokens` (B*K, max_steps) and `state` follow their beams (`reorder(state, rows)`;
+    by default every tensor of it is gathered)."""
     log_probs = tf.nn.log_softmax(_forbid_special(tf.cast(logits, tf.float32)))
     vocab_size = tf.shape(log_probs)[-1]
     log_probs = tf.reshape(log_probs, [batch, beam_size, vocab_size])                  # (B, K, V)
@@ -182,7 +183,8 @@ def _extend_beams(t, logits, tokens, scores, finished, lengths, state, batch, be
     rows = tf.reshape(parent + tf.range(batch)[:, None] * beam_size, [-1])            # (B*K,)
     tokens = tf.gather(tokens, rows)
     tokens += tf.one_hot(t, max_steps, dtype=tf.int32)[None, :] * tf.reshape(word, [-1, 1])
-    state = tf.nest.map_structure(lambda x: tf.gather(x, rows), state)
+    state = (reorder(state, rows) if reorder is not None
+             else tf.nest.map_structure(lambda x: tf.gather(x, rows), state))
     was_finished = tf.gather(finished, parent, batch_dims=1)
     lengths = tf.gather(lengths, parent, batch_dims=1) + tf.cast(~was_finished, tf.float32)
     finished = tf.logical_or(was_finished, tf.equal(word, END_ID))
