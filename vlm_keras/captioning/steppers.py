@@ -11,8 +11,10 @@ time and carries what the next step needs:
 - `transformer`: a key/value cache of every block's causal self-attention; the regions and every
   block's cross-attention keys and values are computed once, and positions follow the step.
 
-`stepper_for(decoder)` picks the stepper from the decoder's layer names. A stepper's state is a
-tuple of batch-major tensors, so beam search reorders it with one `tf.gather` per tensor.
+`stepper_for(decoder)` picks the stepper from the decoder's layer names. What is computed once per
+image (the context) is kept one per image, and an image's beams read it together; the state has a
+row per beam, and beam search reorders it with `stepper.reorder` (a `tf.gather` per tensor; the
+Transformer gathers a small table of which cache slot each row reads and leaves its cache in place).
 `tests/captioning/test_steppers.py` checks that stepping reproduces the teacher-forced logits at
 every position.
 """
