@@ -195,6 +195,11 @@ def test_load_every_split(vqa_dir):
             assert os.path.isabs(path) and os.path.isfile(path)
 
 
+def test_the_folder_may_be_a_string_as_for_captions(vqa_dir):
+    split = load_vqa_split(str(vqa_dir), "test")
+    assert split.image_paths == load_vqa_split(vqa_dir, "test").image_paths
+
+
 def test_load_vqa_split_missing(vqa_dir, tmp_path):
     with pytest.raises(DatasetError, match=r"VQA split 'dev' not found.*questions_dev\.json.*"
                                            r"train, val, test, compositional"):

@@ -125,6 +125,7 @@ def load_vqa_split(data_dir, split, check_images=True):
         DatasetError: if the split does not exist (the message lists those that do) or fails
             validation.
     """
+    data_dir = pathlib.Path(data_dir)
     questions_file, annotations_file = vqa_files(data_dir, split)
     check_split_files(data_dir, split, [questions_file, annotations_file], lambda: list_vqa_splits(data_dir), "VQA ")
     return load_vqa(questions_file, annotations_file, data_dir / split, split, check_images)
