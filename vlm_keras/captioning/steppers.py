@@ -117,8 +117,7 @@ class TransformerStepper(_Stepper):
     """The Transformer captioner, a step at a time, with a key/value cache.
 
     The cache of each block's causal self-attention holds, per image, one slot of `max_steps`
-    positions for each of its `beams` rows: keys transposed, (B, H, k, beams S), and values,
-    (B, H, beams S, k); step t writes every row's key and value at position t of the row's own
+    positions for each of its `beams` rows, keys and values (B, H, beams S, k) each; step t writes every row's key and value at position t of the row's own
     slot. Beam search never moves the cache: each row's `ancestry` (N, S) says which slot of its
     image holds the key and value of each of its positions (a row that continues another row's
     caption reads that row's slot up to the step where they parted), and the attention masks
@@ -151,7 +150,7 @@ class TransformerStepper(_Stepper):
             context += [ops.transpose(attention.key_dense(regions), (0, 2, 3, 1)),
                         ops.transpose(attention.value_dense(regions), (0, 2, 1, 3))]
             heads, head_dim = block.num_heads, block.self_attention.key_dim
-            state += [tf.zeros(tf.stack([batch, heads, head_dim, beams * max_steps]), block.compute_dtype),
+            state += [tf.zeros(tf.stack([batch, heads, beams * max_steps, head_dim]), block.compute_dtype),
                       tf.zeros(tf.stack([batch, heads, beams * max_steps, head_dim]), block.compute_dtype)]
         # Read once per call, outside the generation loop (loop-invariant tensors).
         self._kernels = [_block_kernels(block) for block in self.blocks]
@@ -214,15 +213,17 @@ def _block_kernels(block):
             "cross_output": output(cross)}
 
 
-def _attend(q, keys, values, mask=None):
+def _attend(q, keys, values, mask=None, keys_transposed=True):
     """Attention of (N, H k) queries, N = B G rows (G rows per image, image-major: beam search's
-    beams), to an image's (B, H, k, L) transposed keys and (B, H, L, k) values, with
+    beams), to an image's (B, H, k, L) transposed keys (or (B, H, L, k) with
+    `keys_transposed=False`) and (B, H, L, k) values, with
     `ScaledDotProductAttention`'s arithmetic (float32 scores; masked scores at -1e9, `mask`
     broadcastable to (B, H, G, L)) -> (N, H k). An image's rows are one matrix of queries, so its
     keys and values, what the step is bound by reading on a CPU, are read once for all of them."""
-    batch, heads, head_dim = ops.shape(keys)[0], keys.shape[1], keys.shape[2]
+    batch, heads, head_dim = ops.shape(keys)[0], keys.shape[1], keys.shape[2 if keys_transposed else 3]
     q = ops.transpose(ops.reshape(q, (batch, -1, heads, head_dim)), (0, 2, 1, 3))   # (B, H, G, k)
     score_dtype = "float64" if q.dtype == "float64" else "float32"
+    keys = keys if keys_transposed else ops.swapaxes(keys, 2, 3)
     scores = ops.matmul(ops.cast(q, score_dtype), ops.cast(keys, score_dtype))       # (B, H, G, L)
     scores = scores / ops.sqrt(ops.cast(head_dim, score_dtype))
     if mask is not None:
@@ -241,12 +242,14 @@ def _block_step(block, kernels, x, keys, values, beams, written, visible, region
     batch, width = ops.shape(keys)[0], ops.shape(written)[0]                        # B, K S
     h = norm(x, block.self_attention_norm)
     q, new_k, new_v = ops.split(ops.matmul(h, kernels["qkv"][0]) + kernels["qkv"][1], 3, axis=-1)
-    new_k = ops.transpose(ops.reshape(new_k, (batch, beams, heads, head_dim)), (0, 2, 3, 1))   # (B, H, k, K)
+    new_k = ops.transpose(ops.reshape(new_k, (batch, beams, heads, head_dim)), (0, 2, 1, 3))   # (B, H, K, k)
     new_v = ops.transpose(ops.reshape(new_v, (batch, beams, heads, head_dim)), (0, 2, 1, 3))   # (B, H, K, k)
     # Each slot's new key spread over the slot's S positions; `written` keeps position t only.
-    keys = ops.where(written, ops.repeat(new_k, width // beams, axis=3), keys)      # (B, H, k, K S)
+    # Keys as they are: the self-attention cache is small, and its product is faster so under XLA
+    # than writing into transposed keys.
+    keys = ops.where(written[:, None], ops.repeat(new_k, width // beams, axis=2), keys)  # (B, H, K S, k)
     values = ops.where(written[:, None], ops.repeat(new_v, width // beams, axis=2), values)  # (B, H, K S, k)
-    attended = _attend(q, keys, values, visible)                                   # (N, H k)
+    attended = _attend(q, keys, values, visible, keys_transposed=False)            # (N, H k)
     h = ops.matmul(attended, kernels["self_output"][0]) + kernels["self_output"][1]
     x = block._add_residual(x, h, block.self_attention_norm, block.self_attention_dropout, False)
 
