@@ -5,10 +5,12 @@ import keras
 import numpy as np
 import pytest
 
+from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.scenes.scenes import Scene, SceneObject
 from vlm_keras.vqa import VQAModel
 from vlm_keras.vqa.models import build_vqa_head, graph_edges_function, question_attention_model
-from vlm_keras.vqa.scene_graphs import MAX_NODES, NODE_FEATURES, scene_graph_nodes, split_scene_graphs
+from vlm_keras.vqa.scene_graphs import (MAX_NODES, NODE_FEATURES, scene_graph_nodes, scenes_of_images,
+                                       split_scene_graphs)
 
 SMALL = dict(embed_dim=8, units=16, fusion_dim=16, attention_dim=16, graph_units=8)
 
@@ -35,6 +37,10 @@ def test_too_many_objects_and_a_missing_annotation_are_named():
         scene_graph_nodes([crowded])
     with pytest.raises(ValueError, match="split 'test' has no scene annotation for image 7"):
         split_scene_graphs({3: crowded}, [7], "test")
+    with pytest.raises(DatasetError, match=r"split 'val' has no scene annotation for image 9 \(1 of 2 images "
+                                           r"without one\); attribute_loss reads the objects of every image"):
+        scenes_of_images({3: crowded}, [3, 9], "val", purpose="attribute_loss")
+    assert scenes_of_images({3: crowded, 4: None}, [3], "val") == [crowded]
 
 
 @pytest.mark.parametrize("model_type", ["attention", "graph"])
@@ -137,7 +143,6 @@ def test_scene_graphs_need_the_scene_annotations(vqa_dir, tmp_path):
     import shutil
 
     from vlm_keras import train_vqa
-    from vlm_keras.data.formats.reader import DatasetError
 
     data = shutil.copytree(vqa_dir, tmp_path / "no_scenes")
     for path in (data / "annotations").glob("scenes_*.json"):

@@ -45,9 +45,7 @@ class _Stepper:
 
     def start(self, features, max_steps, beams=1):
         context, state = self._start(features, max_steps)
-        if not (isinstance(beams, int) and beams == 1):
-            state = tf.nest.map_structure(lambda x: tf.repeat(x, beams, axis=0), state)
-        return context, state
+        return context, tf.nest.map_structure(lambda x: tf.repeat(x, beams, axis=0), state)
 
     def reorder(self, state, rows):
         return tf.nest.map_structure(lambda x: tf.gather(x, rows), state)
@@ -110,7 +108,7 @@ class AttentionStepper(_Stepper):
         attended = get("region_attention")(query, regions, regions)                  # (B, G, A)
         attended = ops.reshape(attended, (-1, ops.shape(attended)[-1]))             # (N, A)
         x = get("attentional_state")(get("state_and_context")([h, attended]))        # (N, U)
-        return get("next_token_logits")(x), (h, c)                                   # (B, V)
+        return get("next_token_logits")(x), (h, c)                                   # (N, V)
 
 
 class TransformerStepper(_Stepper):

@@ -20,6 +20,7 @@ has two) are all zero, present flag included; the heads mask them out.
 
 import numpy as np
 
+from vlm_keras.data.formats.reader import DatasetError
 from vlm_keras.data.scenes.scenes import COLORS, MAX_OBJECTS, SHAPES, SIZES, Scene
 
 MAX_NODES = MAX_OBJECTS
@@ -77,14 +78,26 @@ def split_scene_graphs(scenes, image_ids, split_name):
         each question's image in them (len(image_ids),)).
 
     Raises:
-        ValueError: naming the split and the first image without a scene annotation.
+        DatasetError: naming the split and the first image without a scene annotation.
     """
     unique_ids, image_index = np.unique(np.asarray(image_ids), return_inverse=True)
-    missing = [image_id for image_id in unique_ids.tolist() if image_id not in scenes]
+    return scene_graph_nodes(scenes_of_images(scenes, unique_ids.tolist(), split_name)), image_index
+
+
+def scenes_of_images(scenes, image_ids, split_name, purpose=None):
+    """The scenes of `image_ids`, in their order, from a split's {image_id: Scene}.
+
+    Raises:
+        DatasetError: naming the split, the first image without a scene annotation and, when
+            given, `purpose` (what reads them).
+    """
+    image_ids = list(image_ids)
+    missing = [image_id for image_id in image_ids if image_id not in scenes]
     if missing:
-        raise ValueError(f"split '{split_name}' has no scene annotation for image {missing[0]!r} "
-                         f"({len(missing)} of {len(unique_ids)} images without one)")
-    return scene_graph_nodes(scenes[image_id] for image_id in unique_ids.tolist()), image_index
+        why = f"; {purpose} reads the objects of every image" if purpose else ""
+        raise DatasetError(f"split '{split_name}' has no scene annotation for image {missing[0]!r} "
+                           f"({len(missing)} of {len(image_ids)} images without one){why}")
+    return [scenes[image_id] for image_id in image_ids]
 
 
 def region_attribute_maps(scenes, grid_shape):

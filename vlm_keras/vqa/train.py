@@ -17,7 +17,7 @@ from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.training import TrainingRun, train_and_val
 from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, build_vqa_model
-from vlm_keras.vqa.scene_graphs import region_attribute_maps, split_scene_graphs
+from vlm_keras.vqa.scene_graphs import region_attribute_maps, scenes_of_images, split_scene_graphs
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
 
@@ -106,11 +106,8 @@ def _train(run):
         if not config.attribute_loss:
             return None
         scenes = scenes_of(split, split.name, verbose=False, purpose="attribute_loss")
-        missing = [image_id for image_id in image_ids.tolist() if image_id not in scenes]
-        if missing:
-            raise DatasetError(f"split '{split.name}' has no scene annotation for image {missing[0]!r}; "
-                               "attribute_loss reads the objects of every training and validation image")
-        colours, shapes = region_attribute_maps([scenes[i] for i in image_ids.tolist()], region_grid_shape(head))
+        scenes = scenes_of_images(scenes, image_ids.tolist(), split.name, purpose="attribute_loss")
+        colours, shapes = region_attribute_maps(scenes, region_grid_shape(head))
         return {"region_colours": colours, "region_shapes": shapes}
 
     encoder = None if oracle else run.build_encoder()
