@@ -37,7 +37,7 @@ import numpy as np
 
 DEFAULT_SIZES = {"vqa": (1500, 3000, 6000, 12000), "captioning": (750, 1500, 3000, 6000),
                  "retrieval": (750, 1500, 3000, 6000)}
-DEFAULT_EPOCHS = {"vqa": 12, "captioning": 7, "retrieval": 10}
+DEFAULT_EPOCHS = {"vqa": 12, "captioning": 6, "retrieval": 10}
 DEFAULT_MODELS = {"vqa": ("attention",), "captioning": ("lstm",), "retrieval": ("default",)}
 
 
@@ -174,6 +174,16 @@ def summary(rows):
                   f"| {stat('score_compositional')} | {np.mean(gaps):.3f} ± {np.std(gaps):.3f} "
                   f"| {np.mean([r['score_test'] for r in runs]) / full:.2f} "
                   f"| {stat('heldout_what_color')} | {stat('heldout_what_shape')} |")
+    also = [r for r in rows if "bleu4_test" in r]
+    if also:
+        print("\ncaptioning, COCO BLEU-4 of the same runs\n")
+        print("| model | training images | seeds | test | compositional | gap |")
+        print("|---|---|---|---|---|---|")
+        for model, epochs, size in sorted({(r["model"], r["epochs"], r["size"]) for r in also}):
+            runs = [r for r in also if (r["model"], r["epochs"], r["size"]) == (model, epochs, size)]
+            test, comp = (np.array([r[f"bleu4_{split}"] for r in runs]) for split in ("test", "compositional"))
+            print(f"| {model} | {runs[0]['train_images']:,} | {len(runs)} | {test.mean():.3f} ± {test.std():.3f} "
+                  f"| {comp.mean():.3f} ± {comp.std():.3f} | {(test - comp).mean():.3f} ± {(test - comp).std():.3f} |")
 
 
 def main():

@@ -33,3 +33,25 @@ def test_learning_curves_write_resume_and_summarise(tmp_path):
     assert not any(line.startswith("{") for line in again.splitlines())
     assert len((tmp_path / "curves.jsonl").read_text().splitlines()) == 2
     assert "| retrieval | default |" in again
+
+
+def test_summary_means_spreads_and_caption_bleu(capsys):
+    """The summary's figures for hand-made runs: the mean and (population) standard deviation over
+    seeds, the gap, the share of the largest size, and the captioning runs' BLEU-4 table."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning_curves", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runs = [dict(task="captioning", model="lstm", epochs=6, size=size, seed=seed, train_images=size * 4 // 5,
+                 score_test=test, score_compositional=comp, bleu4_test=b_test, bleu4_compositional=b_comp)
+            for size, seed, test, comp, b_test, b_comp in [
+                (10, 0, 1.0, 0.5, 0.20, 0.10), (10, 1, 3.0, 1.5, 0.40, 0.20),
+                (20, 0, 4.0, 3.0, 0.50, 0.45), (20, 1, 4.0, 2.0, 0.70, 0.45)]]
+    module.summary(runs)
+    printed = capsys.readouterr().out
+    # size 10: test 2.0 ± 1.0, compositional 1.0 ± 0.5, gaps 0.5 and 1.5; share 2.0 / 4.0
+    assert "| captioning | lstm | 8 | 2 | 2.000 ± 1.000 | 1.000 ± 0.500 | 1.000 ± 0.500 | 0.50 | n/a | n/a |" in printed
+    assert "| captioning | lstm | 16 | 2 | 4.000 ± 0.000 | 2.500 ± 0.500 | 1.500 ± 0.500 | 1.00 | n/a | n/a |" in printed
+    assert "| lstm | 8 | 2 | 0.300 ± 0.100 | 0.150 ± 0.050 | 0.150 ± 0.050 |" in printed
+    assert "| lstm | 16 | 2 | 0.600 ± 0.100 | 0.450 ± 0.000 | 0.150 ± 0.100 |" in printed
