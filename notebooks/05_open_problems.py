@@ -76,7 +76,8 @@ for direction in ("text_to_image", "image_to_text"):
 
 # %% [markdown]
 # The drop from the test pool to the compositional one is the cost of unseen combinations. At full size
-# (6,000 images, README) it is about 0.2 of Recall@1 for retrieval and 0.07 of BLEU-4 (nltk's) for the captioners.
+# (6,000 images, three seeds, the curves below) it is 0.19 of Recall@1 for retrieval and 0.12 of BLEU-4 for
+# the LSTM captioner.
 #
 # ## 2 · Data efficiency: a learning curve
 #
@@ -150,9 +151,10 @@ else:
 # benchmark's: neither full-size curve has flattened at 4,800 training images, so the models are short of
 # data, not of capacity. The full-size curves also show the compositional gap widening with the data
 # (captioning 0.28 -> 1.09 CIDEr-D, retrieval 0.08 -> 0.19 R@1): more images help the pairs a model has seen
-# more than the pairs it has not. (The VQA head's curve is in the README; its runs' file was not kept.) Learning as much from fewer examples (a pretrained encoder,
-# augmentation, better inductive biases) is the open problem; the README's benchmarks train on 4,800
-# images (9,600 for VQA, where the concat model overfits 4,800).
+# more than the pairs it has not. (The VQA head's curve is in the README; its runs' file was not kept.)
+# Learning as much from fewer examples (a pretrained encoder, augmentation, better inductive biases) is the
+# open problem; the README's benchmarks train on 4,800 images (9,600 for VQA, where the concat model
+# overfits 4,800).
 #
 # ## 3 · Interpretability: where did the model look?
 #
