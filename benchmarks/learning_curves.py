@@ -153,37 +153,55 @@ def heldout_attribute_questions(answers_file, largest):
     return figures
 
 
+# Each task's other figures, per direction or metric, printed under the main table.
+SECONDARY = {"captioning": (("bleu4", "BLEU-4"),),
+             "retrieval": (("text_to_image_r1", "text -> image R@1"), ("image_to_text_r1", "image -> text R@1"))}
+
+
+def mean_sd(values):
+    values = [v for v in values if v is not None]
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "n/a"
+
+
+def grouped(rows):
+    """(task, model, epochs, [(size, runs of that size), ...]) for every task, model and epochs."""
+    for key in sorted({(r["task"], r["model"], r["epochs"]) for r in rows}):
+        group = [r for r in rows if (r["task"], r["model"], r["epochs"]) == key]
+        yield (*key, [(size, [r for r in group if r["size"] == size]) for size in sorted({r["size"] for r in group})])
+
+
+def split_figures(runs, name):
+    """'test | compositional | gap' of runs[i][name_test] and [name_compositional]."""
+    test, comp = ([r.get(f"{name}_{split}") for r in runs] for split in ("test", "compositional"))
+    gaps = [t - c for t, c in zip(test, comp) if t is not None and c is not None]
+    return f"{mean_sd(test)} | {mean_sd(comp)} | {mean_sd(gaps)}"
+
+
 def summary(rows):
     print("\nmean ± standard deviation over seeds; the share is of the largest size's mean test score\n")
     print("| task | model | training images | seeds | test | compositional | gap | share of full "
           "| held-out what color | held-out what shape |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({(r["task"], r["model"], r["epochs"]) for r in rows})
-    for task, model, epochs in keys:
-        group = [r for r in rows if (r["task"], r["model"], r["epochs"]) == (task, model, epochs)]
-        sizes = sorted({r["size"] for r in group})
-        full = np.mean([r["score_test"] for r in group if r["size"] == sizes[-1]])
-        for size in sizes:
-            runs = [r for r in group if r["size"] == size]
-
-            def stat(key):
-                values = [r[key] for r in runs if r.get(key) is not None]
-                return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "n/a"
-            gaps = [r["score_test"] - r["score_compositional"] for r in runs]
-            print(f"| {task} | {model} | {runs[0]['train_images']:,} | {len(runs)} | {stat('score_test')} "
-                  f"| {stat('score_compositional')} | {np.mean(gaps):.3f} ± {np.std(gaps):.3f} "
+    groups = list(grouped(rows))
+    for task, model, _, sizes in groups:
+        full = np.mean([r["score_test"] for r in sizes[-1][1]])
+        for _, runs in sizes:
+            print(f"| {task} | {model} | {runs[0]['train_images']:,} | {len(runs)} | {split_figures(runs, 'score')} "
                   f"| {np.mean([r['score_test'] for r in runs]) / full:.2f} "
-                  f"| {stat('heldout_what_color')} | {stat('heldout_what_shape')} |")
-    also = [r for r in rows if "bleu4_test" in r]
-    if also:
-        print("\ncaptioning, COCO BLEU-4 of the same runs\n")
-        print("| model | training images | seeds | test | compositional | gap |")
-        print("|---|---|---|---|---|---|")
-        for model, epochs, size in sorted({(r["model"], r["epochs"], r["size"]) for r in also}):
-            runs = [r for r in also if (r["model"], r["epochs"], r["size"]) == (model, epochs, size)]
-            test, comp = (np.array([r[f"bleu4_{split}"] for r in runs]) for split in ("test", "compositional"))
-            print(f"| {model} | {runs[0]['train_images']:,} | {len(runs)} | {test.mean():.3f} ± {test.std():.3f} "
-                  f"| {comp.mean():.3f} ± {comp.std():.3f} | {(test - comp).mean():.3f} ± {(test - comp).std():.3f} |")
+                  f"| {mean_sd([r.get('heldout_what_color') for r in runs])} "
+                  f"| {mean_sd([r.get('heldout_what_shape') for r in runs])} |")
+    secondary = [(task, name, label, model, sizes) for task, model, _, sizes in groups
+                 for name, label in SECONDARY.get(task, ())]
+    if secondary:
+        print("\nthe same runs' other figures; seconds of training and scoring, fewest to most\n")
+        print("| figure | model | training images | seeds | test | compositional | gap | seconds |")
+        print("|---|---|---|---|---|---|---|---|")
+        for task, name, label, model, sizes in secondary:
+            for _, runs in sizes:
+                seconds = [r["seconds"] for r in runs if "seconds" in r]
+                print(f"| {task} {label} | {model} | {runs[0]['train_images']:,} | {len(runs)} "
+                      f"| {split_figures(runs, name)} "
+                      f"| {f'{min(seconds):.0f}-{max(seconds):.0f}' if seconds else 'n/a'} |")
 
 
 def main():

@@ -131,14 +131,14 @@ else:
         for colour, (_, model) in zip(("C0", "C1", "C2", "C3"), [g for g in groups if g[0] == task]):
             runs = [r for r in rows if (r["task"], r["model"]) == (task, model)]
             sizes = sorted({r["train_images"] for r in runs})
+            at = {n: [r for r in runs if r["train_images"] == n] for n in sizes}    # the seeds of each size
             for split, style in (("test", "o-"), ("compositional", "s--")):
-                scores = [[r["score_" + split] for r in runs if r["train_images"] == n] for n in sizes]
+                scores = [[r["score_" + split] for r in at[n]] for n in sizes]
                 mean, std = np.array([np.mean(s) for s in scores]), np.array([np.std(s) for s in scores])
                 ax.plot(sizes, mean, style, color=colour, label=f"{model}, {split}")
                 ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
             print(f"{task} {model}: " + "; ".join(
-                f"{n:,} images {np.mean([r['score_test'] for r in runs if r['train_images'] == n]):.3f}"
-                f" (n={len([r for r in runs if r['train_images'] == n])})" for n in sizes))
+                f"{n:,} images {np.mean([r['score_test'] for r in at[n]]):.3f} (n={len(at[n])})" for n in sizes))
         ax.set(xscale="log", xticks=sizes, xticklabels=[f"{n:,}" for n in sizes], xlabel="training images",
                ylabel=SCORE[task], title=task, ylim=(0, None if task == "captioning" else 1))
         ax.minorticks_off()

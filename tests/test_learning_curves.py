@@ -55,3 +55,12 @@ def test_summary_means_spreads_and_caption_bleu(capsys):
     assert "| captioning | lstm | 16 | 2 | 4.000 ± 0.000 | 2.500 ± 0.500 | 1.500 ± 0.500 | 1.00 | n/a | n/a |" in printed
     assert "| lstm | 8 | 2 | 0.300 ± 0.100 | 0.150 ± 0.050 | 0.150 ± 0.050 |" in printed
     assert "| lstm | 16 | 2 | 0.600 ± 0.100 | 0.450 ± 0.000 | 0.150 ± 0.100 |" in printed
+    # A retrieval run's directions, each its own row, with the seconds' range.
+    module.summary([dict(task="retrieval", model="default", epochs=1, size=10, seed=seed, train_images=8,
+                         score_test=0.5, score_compositional=0.25, text_to_image_r1_test=t2i,
+                         text_to_image_r1_compositional=0.25, image_to_text_r1_test=1.0 - t2i,
+                         image_to_text_r1_compositional=0.25, seconds=seconds)
+                    for seed, t2i, seconds in [(0, 0.25, 30.2), (1, 0.75, 41.6)]])
+    printed = capsys.readouterr().out
+    assert "| retrieval text -> image R@1 | default | 8 | 2 | 0.500 ± 0.250 | 0.250 ± 0.000 | 0.250 ± 0.250 | 30-42 |" in printed
+    assert "| retrieval image -> text R@1 | default | 8 | 2 | 0.500 ± 0.250 | 0.250 ± 0.000 | 0.250 ± 0.250 | 30-42 |" in printed
