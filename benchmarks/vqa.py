@@ -3,8 +3,9 @@
     python benchmarks/vqa.py [--num-images 12000] [--epochs 12]
                              [--models attention,concat,graph,graph:scene_graph,question_only]
 
-A model is a `train_vqa` model type, optionally with `:scene_graph`: the same head reading the
-scenes' annotated objects instead of the pixels (`visual_input="scene_graph"`, the oracle that
+A model is a `train_vqa` model type, optionally with options after "+" (as learning_curves.py's
+`--models`: `graph+word_glimpses=2+grounding_loss=1`) and with `:scene_graph`: the same head reading
+the scenes' annotated objects instead of the pixels (`visual_input="scene_graph"`, the oracle that
 bounds what perception costs).
 
 12,000 scenes (9,600 for training), twice `train_vqa`'s default: with 6,000 the concat model
@@ -24,6 +25,7 @@ import tempfile
 
 import keras
 
+from learning_curves import model_spec
 from vlm_keras import train_vqa
 
 
@@ -38,13 +40,14 @@ def main():
 
     rows = []
     for name in args.models.split(","):
-        model, _, visual_input = name.partition(":")
+        spec, _, visual_input = name.partition(":")
         visual_input = visual_input or "image"
         if visual_input not in ("image", "scene_graph"):
-            parser.error(f"--models: {name!r}: expected MODEL or MODEL:scene_graph")
+            parser.error(f"--models: {name!r}: expected MODEL[+OPTION=VALUE...] or MODEL[+...]:scene_graph")
+        model, options = model_spec(spec)
         result = train_vqa(data="scenes", model=model, visual_input=visual_input, epochs=args.epochs,
                            image_size=args.image_size, num_images=args.num_images, seed=args.seed, verbose=1,
-                           checkpoint_dir=tempfile.mkdtemp(prefix=f"bench_vqa_{model}_"))
+                           checkpoint_dir=tempfile.mkdtemp(prefix=f"bench_vqa_{model}_"), **options)
         head = result.head
         row = dict(model=name, params=int(sum(keras.ops.size(w) for w in head.trainable_weights)), **result.metrics)
         if model in ("attention", "graph") and visual_input == "image":

@@ -1,7 +1,7 @@
 """VQA accuracy per question form on the scenes' test split, spatial questions split in two, and a
 check that every spatial label follows the generator's rule.
 
-    python benchmarks/vqa_question_forms.py [--model graph] [--visual-input scene_graph] [--epochs 6]
+    python benchmarks/vqa_question_forms.py [--model graph[+word_glimpses=2]] [--visual-input scene_graph] [--epochs 6]
                                             [--num-images 12000] [--out DIR]
 
 Spatial questions come in two forms: "what is <relation> <object>" (the answer is a shape) and
@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 
+from learning_curves import model_spec
 from vlm_keras import train_vqa
 from vlm_keras.data.formats.vqa import load_vqa_split
 from vlm_keras.data.scenes.questions import RELATIONS, _referents, relation
@@ -59,7 +60,8 @@ def rule_answer(question, objects):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="graph")
+    parser.add_argument("--model", default="graph", help="MODEL[+OPTION=VALUE...]: the trainer's model type and "
+                        "head options, as learning_curves.py's --models")
     parser.add_argument("--visual-input", default="scene_graph", choices=("image", "scene_graph"))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--num-images", type=int, default=12000)
@@ -79,8 +81,9 @@ def main():
     if (out / "model.keras").is_file():
         model = VQAModel.load(out)
     else:
-        model = train_vqa(data=str(data_dir), model=args.model, visual_input=args.visual_input, epochs=args.epochs,
-                          seed=args.seed, verbose=1, out=out, eval_splits=())
+        name, options = model_spec(args.model)
+        model = train_vqa(data=str(data_dir), model=name, visual_input=args.visual_input, epochs=args.epochs,
+                          seed=args.seed, verbose=1, out=out, eval_splits=(), **options)
     # The model's answers as `evaluate` writes them (the VQA results format), then scored per form.
     answers_file = pathlib.Path(tempfile.mkdtemp(prefix="vqa_forms_answers_")) / "test_answers.json"
     model.evaluate(str(data_dir), "test", predictions=answers_file, verbose=0)

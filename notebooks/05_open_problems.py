@@ -151,7 +151,8 @@ else:
 # benchmark's: neither full-size curve has flattened at 4,800 training images, so the models are short of
 # data, not of capacity. The full-size curves also show the compositional gap widening with the data
 # (captioning 0.28 -> 1.09 CIDEr-D, retrieval 0.08 -> 0.19 R@1): more images help the pairs a model has seen
-# more than the pairs it has not. (The VQA head's curve is in the README; its runs' file was not kept.)
+# more than the pairs it has not. (The file holds the VQA head's first two sizes so far, 1,200 and 2,400
+# training images, three seeds each; its full curve, from an earlier run, is in the README.)
 # Learning as much from fewer examples (a pretrained encoder, augmentation, better inductive biases) is the
 # open problem; the README's benchmarks train on 4,800 images (9,600 for VQA, where the concat model
 # overfits 4,800).

@@ -167,15 +167,12 @@ class RunConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in options.items() if k in fields}
         extra = {k: v for k, v in options.items() if k not in fields}
-        if config is None:
-            config = cls(**values)
-        else:
-            if not isinstance(config, cls):
-                raise TypeError(f"config is a {type(config).__name__}; expected a {cls.__name__}")
-            config = dataclasses.replace(config, **values)
-        if extra:
-            config.model_options = dict(config.model_options, **extra)
-        return config
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"config is a {type(config).__name__}; expected a {cls.__name__}")
+        if extra:   # before the config is made, so that its validation sees them
+            base = values.get("model_options", config.model_options if config is not None else {})
+            values["model_options"] = dict(base, **extra)
+        return cls(**values) if config is None else dataclasses.replace(config, **values)
 
     @classmethod
     def tiny(cls, **overrides):
@@ -257,6 +254,9 @@ class VQAConfig(RunConfig):
     attribute_loss: float = option(0.0, "weight of the attribute probes' loss: linear probes read each region's "
                                    "colour and shape from the synthetic scenes' annotations while training "
                                    "(attention and graph heads; 0: none)", parse=float)
+    grounding_loss: float = option(0.0, "weight of the word glimpses' grounding loss: glimpse k is taught where the "
+                                   "k-th object the question names is, from the synthetic scenes' annotations "
+                                   "(heads with word_glimpses; 0: none)", parse=float)
     questions: str = option(None, "VQA v2 questions files of a dataset in any other layout: FILE (the train "
                             "split) or SPLIT=FILE,..., with --images (and --annotations for the answers)",
                             parse=str)
@@ -267,6 +267,11 @@ class VQAConfig(RunConfig):
         super().validate()
         if not self.attribute_loss >= 0:
             raise ValueError(f"attribute_loss must be >= 0, got {self.attribute_loss!r}")
+        if not self.grounding_loss >= 0:
+            raise ValueError(f"grounding_loss must be >= 0, got {self.grounding_loss!r}")
+        if self.grounding_loss and not self.model_options.get("word_glimpses"):
+            raise ValueError("grounding_loss teaches the word glimpses where the named objects are; give the head "
+                             "some (word_glimpses=2)")
         if self.attribute_loss and (self.model not in ("attention", "graph") or self.visual_input != "image"):
             raise ValueError("attribute_loss probes the regions the attention and graph heads read from images; "
                              f"model={self.model!r} with visual_input={self.visual_input!r} has none")

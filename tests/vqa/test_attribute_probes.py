@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from vlm_keras.data.scenes.scenes import Scene, SceneObject
 from vlm_keras.layers import AttributeProbeLoss
-from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head
+from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
+from vlm_keras.vqa.models import build_vqa_head
 from vlm_keras.vqa.scene_graphs import region_attribute_maps
 
 

@@ -10,7 +10,8 @@ import keras
 from vlm_keras.cli import main
 from vlm_keras.data import pipeline
 from vlm_keras.encoders.regions import adapt_region_encoder
-from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, question_attention_model
+from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
+from vlm_keras.vqa.models import build_vqa_head, question_attention_model
 from vlm_keras.vqa import VQAModel, build_answer_vocabulary
 
 from tests.helpers import run_python

@@ -135,11 +135,12 @@ def feature_dataset(features, image_index, token_inputs, targets, batch_size, sh
 
 
 def group_questions(image_index, question_tokens, answer_ids, questions_per_image=None):
-    """Every image's questions side by side, for `vlm_keras.vqa.models.build_grouped_trainer`.
+    """Every image's questions side by side, for `vlm_keras.vqa.grouped_trainer.build_grouped_trainer`.
 
     Args:
         image_index: (N,) the feature row of each question.
-        question_tokens: (N, T) token ids.
+        question_tokens: (N, T) token ids (or any other per-question array (N, ...), such as the
+            word glimpses' referent maps: grouped in the same slots as the tokens).
         answer_ids: (N,) answer class ids; -1 for an answer outside the vocabulary (not trained on).
         questions_per_image: Q, the question slots per image; default: the most any image has.
             Give it to make two splits' groups the same shape.
@@ -166,7 +167,7 @@ def group_questions(image_index, question_tokens, answer_ids, questions_per_imag
     slots = slot.max() + 1 if questions_per_image is None else questions_per_image
     if slot.max() >= slots:
         raise ValueError(f"an image has {slot.max() + 1} questions; questions_per_image is {slots}")
-    tokens = np.zeros((len(images), slots, question_tokens.shape[1]), question_tokens.dtype)
+    tokens = np.zeros((len(images), slots, *question_tokens.shape[1:]), question_tokens.dtype)
     answers = np.full((len(images), slots), -1, np.int64)
     tokens[rows, slot] = question_tokens[keep][order]
     answers[rows, slot] = np.where(known, answer_ids, -1)[keep][order]
@@ -174,23 +175,25 @@ def group_questions(image_index, question_tokens, answer_ids, questions_per_imag
 
 
 def grouped_vqa_dataset(features, images, question_tokens, answer_ids, batch_images, shuffle=True,
-                        seed=0, epoch=0, skip=0, image_inputs=None):
+                        seed=0, epoch=0, skip=0, image_inputs=None, question_inputs=None):
     """Batches of ({image_features (G, h, w, c), question_tokens (G, Q, T)}, answers (G Q,),
     weights (G Q,)) from `group_questions`; a weight is 0 for an empty slot or an unknown answer.
 
     `batch_images` is the global batch in images (each brings Q questions); see `epoch_batches`.
     `image_inputs`: {name: (M, ...) array}, more inputs per image, in the features' order (the
     region attribute maps of `build_grouped_trainer(attribute_loss=...)`).
+    `question_inputs`: {name: (G, Q, ...) array}, more inputs per question slot, grouped as the
+    tokens (the referent maps of `build_grouped_trainer(grounding_loss=...)`).
     """
     features = tf.constant(features)
     extra = {name: tf.constant(value) for name, value in (image_inputs or {}).items()}
-    ds = tf.data.Dataset.from_tensor_slices((images, question_tokens, answer_ids))
+    ds = tf.data.Dataset.from_tensor_slices((images, question_tokens, answer_ids, dict(question_inputs or {})))
     ds = epoch_batches(ds, len(images), batch_images, shuffle, seed, epoch, skip)
 
-    def to_example(idx, tokens, answers):
+    def to_example(idx, tokens, answers, per_question):
         answers = tf.reshape(answers, (-1,))                                       # (G Q,)
         weights = tf.cast(answers >= 0, tf.float32)
-        inputs = {"image_features": tf.gather(features, idx), "question_tokens": tokens}
+        inputs = {"image_features": tf.gather(features, idx), "question_tokens": tokens, **per_question}
         inputs.update({name: tf.gather(value, idx) for name, value in extra.items()})
         return inputs, tf.maximum(answers, 0), weights
 

@@ -1,8 +1,9 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels, question-conditioned graph attention, attribute probes' loss."""
+coordinate channels, question-conditioned graph attention, word glimpses, the attribute probes' and grounding losses."""
 
 from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
+from vlm_keras.layers.grounding_loss import GroundingLoss
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
 from vlm_keras.layers.positional_embedding import PositionalEmbedding
 from vlm_keras.layers.question_graph_attention import QuestionGraphAttention
@@ -10,10 +11,12 @@ from vlm_keras.layers.region_embedding import RegionEmbedding
 from vlm_keras.layers.scaled_cosine_similarity import ScaledCosineSimilarity
 from vlm_keras.layers.scaled_dot_product_attention import ScaledDotProductAttention
 from vlm_keras.layers.transformer_decoder_block import TransformerDecoderBlock
+from vlm_keras.layers.word_glimpses import WordGlimpses
 
 __all__ = [
     "AttributeProbeLoss",
     "CoordinateChannels",
+    "GroundingLoss",
     "MultiHeadAttention",
     "PositionalEmbedding",
     "QuestionGraphAttention",
@@ -21,4 +24,5 @@ __all__ = [
     "ScaledCosineSimilarity",
     "ScaledDotProductAttention",
     "TransformerDecoderBlock",
+    "WordGlimpses",
 ]

@@ -1,5 +1,5 @@
 """`AttributeProbeLoss`: probes' cross-entropy added to a model's loss while training, the model's
-output passed through (the VQA trainer's attribute probes, `vlm_keras.vqa.models.build_grouped_trainer`)."""
+output passed through (the VQA trainer's attribute probes, `vlm_keras.vqa.grouped_trainer.build_grouped_trainer`)."""
 
 import keras
 

@@ -37,6 +37,12 @@ Four heads, chosen by `model_type`:
   regions as in "attention";
 - "question_only": no image at all: the blind baseline that shows how much the image matters.
 
+"attention" and "graph" can add word glimpses (`word_glimpses`, `WordGlimpses`): glimpses whose
+queries are made of the question words each picks, whose landing places join the fusion, with the
+offsets between them read along directions the question's words choose; with
+`build_grouped_trainer(grounding_loss=...)` glimpse k learns to land on the k-th object the question
+names. They bind "is A left of B" to its two objects in their roles (README, "Binding the two objects").
+
 With a scene graph as the visual input (`feature_shape` (N, F), `scene_graphs.py`: the "oracle"
 setting) the image branch reads the annotated objects instead of the VGG16 grid: each node's
 attributes are embedded and its position encoded into one vector, and these nodes stand where the
@@ -48,14 +54,18 @@ import keras
 
 from vlm_keras.config import VQA_TYPES
 from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
-from vlm_keras.layers import AttributeProbeLoss, QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention
-from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, ATTRIBUTES, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
+from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention, WordGlimpses
+from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
+
+
+# Directions along which the word glimpses' offsets are read (two axes, each way round).
+_ASKED_DIRECTIONS = 4
 
 
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
                    units=256, fusion_dim=512, attention_dim=256, glimpses=4, region_filters=64,
                    region_layers=4, region_cells=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
-                   graph_units=64, graph_rounds=2, region_appearance=0, name="vqa_head"):
+                   graph_units=64, graph_rounds=2, region_appearance=0, word_glimpses=0, name="vqa_head"):
     """Image features + question tokens -> answer logits, as a functional model.
 
     Args:
@@ -85,6 +95,10 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
             cells a region covers, joined to the region convolutions' features. A cell alone holds
             the local colour and texture, not the object's outline, so this stream keeps an
             object's colour apart from its shape (README, "Keeping colour and shape apart").
+        word_glimpses: glimpses whose queries are made of the question words each picks
+            (`WordGlimpses`; 0: none; "attention" and "graph"): they join the question's glimpses,
+            and where they landed (each one's row and column) joins the fusion, so that a question
+            naming two objects can compare where each lies.
         name: the model's name.
 
     Call arguments:
@@ -118,17 +132,17 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     if model_type == "question_only":
         answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, None, embed_dim,
                                        units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
-                                       graph_rounds)
+                                       graph_rounds, word_glimpses)
         return keras.Model([image_features, question_tokens], answer_branch([question_tokens]), name=name)
     if scene_graph:
-        image_branch = _scene_graph_branch(model_type, feature_shape, units, attention_dim)
+        image_branch = _scene_graph_branch(model_type, feature_shape, units, attention_dim, word_glimpses)
     else:
         image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
                                      region_layers, region_cells, cell_channels, image_dropout,
-                                     region_appearance)
+                                     region_appearance, word_glimpses)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
                                    embed_dim, units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
-                                   graph_rounds)
+                                   graph_rounds, word_glimpses)
     image_outputs = image_branch(image_features)
     image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
     logits = answer_branch([question_tokens, *image_outputs])
@@ -136,7 +150,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
 
 
 def _image_branch(model_type, feature_shape, units, attention_dim, region_filters, region_layers, region_cells,
-                  cell_channels, image_dropout, region_appearance=0):
+                  cell_channels, image_dropout, region_appearance=0, word_glimpses=0):
     """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)
     [, their positions (B, R, 2)]]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
@@ -152,7 +166,7 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
     outputs = [image_vector]
     if model_type in ("attention", "graph"):
         outputs.append(RegionEmbedding(attention_dim, name="regions")(grid))      # (B, R, A)
-    if model_type == "graph":
+    if _reads_positions(model_type, word_glimpses):
         height, width = grid.shape[1], grid.shape[2]
         # The region encoder's last two channels: each cell's row and column.
         outputs.append(keras.layers.Reshape((height * width, 2), name="region_positions")(grid[..., -2:]))
@@ -172,7 +186,7 @@ def _with_appearance(image_features, grid, channels):
     return keras.layers.Concatenate(name="regions_with_appearance")([x, grid])
 
 
-def _scene_graph_branch(model_type, feature_shape, units, attention_dim):
+def _scene_graph_branch(model_type, feature_shape, units, attention_dim, word_glimpses=0):
     """(B, N, F) scene graph nodes -> pooled vector (B, units) [, nodes (B, N, attention_dim)
     [, positions (B, N, 2)], present (B, N)]: the outputs of `_image_branch`, plus the mask."""
     nodes = keras.Input(tuple(feature_shape), name="image_features")              # (B, N, F)
@@ -189,20 +203,24 @@ def _scene_graph_branch(model_type, feature_shape, units, attention_dim):
     outputs = [image_vector]
     if model_type in ("attention", "graph"):
         outputs.append(embedded)
-    if model_type == "graph":
+    if _reads_positions(model_type, word_glimpses):
         outputs.append(positions)
     return keras.Model(nodes, outputs + [present], name="image_branch")
 
 
 def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, embed_dim, units,
-                   fusion_dim, attention_dim, glimpses, dropout, graph_units, graph_rounds):
+                   fusion_dim, attention_dim, glimpses, dropout, graph_units, graph_rounds, word_glimpses=0):
     """[question tokens (B, T), image vector (B, U), regions (B, R, A), positions (B, R, 2)] ->
     answer logits (B, answers)."""
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")
     inputs = [question_tokens]
     words = keras.layers.Embedding(question_vocab_size, embed_dim, mask_zero=True,
                                    name="question_embedding")(question_tokens)    # (B, T, E)
-    question = keras.layers.LSTM(units, name="question_lstm")(words)              # (B, U)
+    if word_glimpses and model_type in ("attention", "graph"):
+        word_states, question, _ = keras.layers.LSTM(units, return_sequences=True, return_state=True,
+                                                     name="question_lstm")(words)  # (B, T, U), (B, U)
+    else:
+        question = keras.layers.LSTM(units, name="question_lstm")(words)          # (B, U)
     parts = [question]
     node_mask = None
     if image_branch is not None:
@@ -214,7 +232,7 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
     if model_type in ("attention", "graph"):
         regions = keras.Input(shapes[1][1:], name="regions")                       # (B, R, A)
         inputs.append(regions)
-    if model_type == "graph":
+    if _reads_positions(model_type, word_glimpses):
         positions = keras.Input(shapes[2][1:], name="region_positions")            # (B, R, 2)
         inputs.append(positions)
     if image_branch is not None and _reads_scene_graphs(image_branch):
@@ -225,13 +243,39 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
             # The regions talk to each other, steered by the question (who, and in which direction).
             regions = QuestionGraphAttention(graph_units, name=f"graph_round_{i}")(
                 regions, positions, question, node_mask=node_mask)
-    if model_type in ("attention", "graph"):
+    if model_type in ("attention", "graph") and glimpses:
         queries = keras.layers.Dense(attention_dim * glimpses, name="attention_queries")(question)
         queries = keras.layers.Reshape((glimpses, attention_dim), name="glimpse_queries")(queries)  # (B, G, A)
         attended, _ = ScaledDotProductAttention(name="question_attention")(
             queries, regions, regions, attention_mask=node_mask,
             return_attention_scores=True)                                          # (B, G, A), (B, G, R)
         parts.append(keras.layers.Flatten(name="glimpses")(attended))             # (B, G A)
+    if _reads_positions(model_type, word_glimpses) and word_glimpses:
+        word_mask = keras.ops.not_equal(question_tokens, 0)                        # (B, T)
+        # The weights are unused here; the trainer's grounding loss reads them (build_grouped_trainer).
+        attended, where, _, _ = WordGlimpses(word_glimpses, graph_units, name="word_glimpses")(
+            regions, positions, question, word_states, words, word_mask, region_mask=node_mask,
+            return_weights=True)
+        parts += [keras.layers.Flatten(name="word_glimpses_seen")(attended),     # (B, W A)
+                  keras.layers.Flatten(name="word_glimpses_where")(where)]       # (B, W 2)
+        if word_glimpses > 1:
+            # Where one named object lies from another, along directions the question's words pick
+            # ("left of": the column axis): products a plain Dense over the fusion would have to
+            # learn. The directions come from the words themselves (their mean embedding), not the
+            # LSTM: most questions never need the relation word, and the LSTM's last state does not
+            # keep it (a probe reads "left of" from the mean embedding, not from that state).
+            pairs = [(i, j) for i in range(word_glimpses) for j in range(i + 1, word_glimpses)]
+            offsets = keras.ops.stack([where[:, i] - where[:, j] for i, j in pairs], axis=1)   # (B, P, 2)
+            present = keras.ops.cast(word_mask, words.dtype)[..., None]               # (B, T, 1)
+            bag_of_words = keras.ops.sum(words * present, axis=1) / keras.ops.maximum(
+                keras.ops.sum(present, axis=1), 1.0)                                   # (B, E)
+            directions = keras.layers.Dense(2 * _ASKED_DIRECTIONS, name="asked_directions")(bag_of_words)
+            directions = keras.layers.Reshape((_ASKED_DIRECTIONS, 2), name="asked_direction_vectors")(directions)
+            # Unit vectors: the products are offsets in the image's units from the first step, not
+            # products of two small initial weights, which barely move in 12 epochs.
+            directions = keras.layers.UnitNormalization(axis=-1, name="asked_unit_directions")(directions)
+            compared = keras.ops.einsum("bkc,bpc->bkp", directions, keras.ops.cast(offsets, directions.dtype))
+            parts.append(keras.layers.Flatten(name="offsets_along_asked")(compared))   # (B, K P)
     fused = keras.layers.Concatenate(name="fusion")(parts) if len(parts) > 1 else parts[0]
     x = keras.layers.Dense(fusion_dim, activation="relu", name="fused_hidden")(fused)
     x = keras.layers.Dropout(dropout, name="fusion_dropout")(x)
@@ -239,72 +283,23 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
     return keras.Model(inputs, logits, name="answer_branch")
 
 
+def _reads_positions(model_type, word_glimpses):
+    """Whether a head's answer branch reads the regions' positions."""
+    return model_type == "graph" or (model_type == "attention" and bool(word_glimpses))
+
+
 def _reads_scene_graphs(image_branch):
-    return _has_layer(image_branch, "attribute_embedding")
+    return has_layer(image_branch, "attribute_embedding")
 
 
 def reads_scene_graphs(head):
     """Whether a VQA head reads scene graph nodes (the oracle setting) rather than an image grid."""
-    return _has_layer(head, "image_branch") and _reads_scene_graphs(head.get_layer("image_branch"))
+    return has_layer(head, "image_branch") and _reads_scene_graphs(head.get_layer("image_branch"))
 
 
-def _has_layer(model, name):
+def has_layer(model, name):
+    """Whether `model` has a layer of that name (its own layers, not those of its sub-models)."""
     return name in [layer.name for layer in model.layers]
-
-
-def build_grouped_trainer(head, questions_per_image, question_length, attribute_loss=0.0):
-    """The head as trained: each image's questions share one pass through its image branch.
-
-    A VQA dataset asks several questions about each image (6 on the scenes, 5.4 on average in
-    VQA v2). Feeding (image, question) pairs would run the region convolutions once per
-    question; this model takes a batch of images and all their questions, runs the image branch
-    once per image and repeats its outputs for the questions. It shares every weight with
-    `head`, so training it trains the head.
-
-    Args:
-        head: a model from `build_vqa_head`.
-        questions_per_image: Q, the question slots per image (pad with empty questions).
-        question_length: T, the token length of every question.
-        attribute_loss: weight of the attribute probes' loss (0: none; "attention" and "graph"
-            heads): two linear probes read every region vector the glimpses read, one its colour
-            and one its shape (`AttributeProbeLoss`), so the regions carry each attribute apart
-            from the other. The probes live in the trainer only; the head is unchanged.
-
-    Call arguments:
-        image_features: (G, h, w, c).
-        question_tokens: (G, Q, T) int32.
-        region_colours, region_shapes: (G, h', w') int32 per region of the head's grid, 0 for
-            background (`scene_graphs.region_attribute_maps`); with attribute_loss only.
-
-    Returns:
-        A `keras.Model` giving (G * Q, num_answers) logits, image-major (image g's questions are
-        rows g * Q .. g * Q + Q - 1).
-    """
-    image_features = keras.Input(head.input_shape[0][1:], name="image_features")
-    question_tokens = keras.Input((questions_per_image, question_length), dtype="int32", name="question_tokens")
-    flat_tokens = keras.ops.reshape(question_tokens, (-1, question_length))      # (G Q, T)
-    answer_branch = head.get_layer("answer_branch")
-    inputs = [flat_tokens]
-    image_outputs = []
-    if _has_layer(head, "image_branch"):
-        image_outputs = head.get_layer("image_branch")(image_features)
-        image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
-        inputs += [keras.ops.repeat(x, questions_per_image, axis=0) for x in image_outputs]  # (G Q, ...)
-    logits = answer_branch(inputs)
-    if not attribute_loss:
-        return keras.Model([image_features, question_tokens], logits, name=f"{head.name}_grouped")
-    if len(image_outputs) < 2 or reads_scene_graphs(head):
-        raise ValueError("attribute_loss needs a head that attends over image regions (attention or graph)")
-    grid = region_grid_shape(head)
-    colours = keras.Input(grid, dtype="int32", name="region_colours")
-    shapes = keras.Input(grid, dtype="int32", name="region_shapes")
-    regions = image_outputs[1]                                                   # (G, R, A)
-    colour_logits = keras.layers.Dense(len(ATTRIBUTES[0]), dtype="float32", name="colour_probe")(regions)
-    shape_logits = keras.layers.Dense(len(ATTRIBUTES[1]), dtype="float32", name="shape_probe")(regions)
-    logits = AttributeProbeLoss(attribute_loss, name="attribute_probe_loss")(
-        logits, [colour_logits, shape_logits], [keras.ops.reshape(colours, (-1, grid[0] * grid[1])),
-                                                keras.ops.reshape(shapes, (-1, grid[0] * grid[1]))])
-    return keras.Model([image_features, question_tokens, colours, shapes], logits, name=f"{head.name}_grouped")
 
 
 def build_vqa_model(encoder, head, name="vqa"):
@@ -324,9 +319,9 @@ def question_attention_model(head):
     the average does too); (B, N) weights over the nodes for a head that reads scene graphs;
     ValueError for heads without attention."""
     answer_branch = head.get_layer("answer_branch")
-    if not _has_layer(head, "image_branch") or not _has_layer(answer_branch, "question_attention"):
-        raise ValueError(f"VQA head '{head.name}' has no attention over image regions; "
-                         "train model_type='attention'")
+    if not has_layer(head, "image_branch") or not has_layer(answer_branch, "question_attention"):
+        raise ValueError(f"VQA head '{head.name}' has no attention over image regions (no question glimpses); "
+                         "train model_type='attention' (or 'graph') with glimpses > 0")
     weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
     branch_weights = keras.Model(answer_branch.inputs, keras.ops.mean(weights, axis=1))   # (B, R)
     image_branch = head.get_layer("image_branch")

@@ -21,6 +21,7 @@ has two) are all zero, present flag included; the heads mask them out.
 import numpy as np
 
 from vlm_keras.data.formats.reader import DatasetError
+from vlm_keras.data.scenes.questions import named_objects
 from vlm_keras.data.scenes.scenes import COLORS, MAX_OBJECTS, SHAPES, SIZES, Scene
 
 MAX_NODES = MAX_OBJECTS
@@ -117,14 +118,54 @@ def region_attribute_maps(scenes, grid_shape):
         `SHAPES[i]`).
     """
     height, width = (int(n) for n in grid_shape)
-    rows, columns = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
     scenes = _scenes(scenes)
     colours = np.zeros((len(scenes), height, width), np.int32)
     shapes = np.zeros((len(scenes), height, width), np.int32)
     for i, scene in enumerate(scenes):
         for obj in scene.objects:
-            inside = (rows[:, None] - obj.y) ** 2 + (columns[None, :] - obj.x) ** 2 <= obj.radius ** 2
-            inside[min(int(obj.y * height), height - 1), min(int(obj.x * width), width - 1)] = True
+            inside = _cells_of(obj, height, width)
             colours[i][inside] = ATTRIBUTES[0].index(obj.color) + 1
             shapes[i][inside] = ATTRIBUTES[1].index(obj.shape) + 1
     return colours, shapes
+
+
+def _cells_of(obj, height, width):
+    """(h, w) bool: the cells of a grid over the image whose centre lies in `obj`'s circle, and
+    always the cell that holds its centre."""
+    rows, columns = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
+    inside = (rows[:, None] - obj.y) ** 2 + (columns[None, :] - obj.x) ** 2 <= obj.radius ** 2
+    inside[min(int(obj.y * height), height - 1), min(int(obj.x * width), width - 1)] = True
+    return inside
+
+
+def referent_maps(scenes, questions, glimpses, grid_shape=None):
+    """Where each question's named objects are: the targets of the word glimpses' grounding loss
+    (`build_grouped_trainer(grounding_loss=...)`).
+
+    Glimpse k's target is the k-th object the question names (`questions.named_objects`): "is the
+    red circle left of the small square" sends glimpse 0 to the red circle and glimpse 1 to the
+    small square; a glimpse past the names has no target.
+
+    Args:
+        scenes: each question's scene (`Scene`s or their dicts).
+        questions: the questions' texts.
+        glimpses: W, the head's word glimpses.
+        grid_shape: (h, w), the head's region grid; None for a head that reads scene graphs.
+
+    Returns:
+        (N, W, R) float32: each row a distribution over the R regions (the object's cells, equally
+        weighted) or nodes (the object's node), or all zero where the glimpse has no target.
+    """
+    scenes = _scenes(scenes)
+    if len(scenes) != len(questions):
+        raise ValueError(f"{len(scenes)} scenes and {len(questions)} questions; expected one scene per question")
+    regions = MAX_NODES if grid_shape is None else int(grid_shape[0]) * int(grid_shape[1])
+    maps = np.zeros((len(questions), int(glimpses), regions), np.float32)
+    for i, (scene, question) in enumerate(zip(scenes, questions)):
+        for k, obj in enumerate(named_objects(question, scene.objects)[:glimpses]):
+            if grid_shape is None:
+                maps[i, k, scene.objects.index(obj)] = 1.0
+            else:
+                cells = _cells_of(obj, *grid_shape).reshape(-1)
+                maps[i, k] = cells / cells.sum()
+    return maps

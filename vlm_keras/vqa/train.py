@@ -16,8 +16,9 @@ from vlm_keras.encoders.regions import adapt_region_encoder, region_grid_shape
 from vlm_keras.io import log
 from vlm_keras.metrics import normalize_answer
 from vlm_keras.training import TrainingRun, train_and_val
-from vlm_keras.vqa.models import build_grouped_trainer, build_vqa_head, build_vqa_model
-from vlm_keras.vqa.scene_graphs import region_attribute_maps, scenes_of_images, split_scene_graphs
+from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
+from vlm_keras.vqa.models import build_vqa_head, build_vqa_model
+from vlm_keras.vqa.scene_graphs import referent_maps, region_attribute_maps, scenes_of_images, split_scene_graphs
 from vlm_keras.vqa.vqa_model import VQAModel, build_answer_vocabulary
 
 
@@ -47,6 +48,9 @@ def train_vqa(data=None, *, config=None, **options):
             attribute_loss: weight of linear probes that read each region's colour and shape from
                 the synthetic scenes' annotations while training (0, the default: none;
                 `build_grouped_trainer`);
+            grounding_loss: weight of the word glimpses' grounding loss, which teaches glimpse k
+                where the k-th object a question names is, from the synthetic scenes' annotations
+                (0, the default: none; needs a head with `word_glimpses`);
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
@@ -87,8 +91,8 @@ def _train(run):
                               for s in (train_split, val_split) if s is not None)
 
     def examples(split):
-        """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split, and
-        the image id of each feature row."""
+        """(features (M, h, w, c), images (G,), tokens (G, Q, T), answers (G, Q)) for a split, the
+        image id of each feature row, and a function that groups any per-question array the same way."""
         if oracle:
             scenes = scenes_of(split, split.name, verbose=False, purpose="visual_input='scene_graph'")
             features, image_index = split_scene_graphs(scenes, split.image_ids, split.name)
@@ -99,7 +103,9 @@ def _train(run):
         image_ids[image_index] = split.image_ids
         labels = np.array([answer_ids.get(normalize_answer(a), -1) for a in split.multiple_choice_answers])
         tokens = tokenizer.encode(tf.constant(split.questions, tf.string)).numpy()
-        return (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image)), image_ids
+        grouped = (features, *pipeline.group_questions(image_index, tokens, labels, questions_per_image))
+        return grouped, image_ids, lambda values: pipeline.group_questions(image_index, values, labels,
+                                                                          questions_per_image)[1]
 
     def attribute_maps(split, image_ids):
         """The attribute probes' targets, each region's colour and shape, per feature row."""
@@ -110,9 +116,19 @@ def _train(run):
         colours, shapes = region_attribute_maps(scenes, region_grid_shape(head))
         return {"region_colours": colours, "region_shapes": shapes}
 
+    def referents(split, group):
+        """The word glimpses' grounding targets, grouped as the split's questions."""
+        if not config.grounding_loss:
+            return None
+        scenes = scenes_of(split, split.name, verbose=False, purpose="grounding_loss")
+        scenes = scenes_of_images(scenes, split.image_ids, split.name, purpose="grounding_loss")
+        glimpses = head.get_layer("answer_branch").get_layer("word_glimpses").glimpses
+        grid = None if oracle else region_grid_shape(head)
+        return {"referent_maps": group(referent_maps(scenes, split.questions, glimpses, grid))}
+
     encoder = None if oracle else run.build_encoder()
-    train_examples, train_images = examples(train_split)
-    val_examples, val_images = examples(val_split) if val_split is not None else (None, None)
+    train_examples, train_images, train_group = examples(train_split)
+    val_examples, val_images, val_group = examples(val_split) if val_split is not None else (None, None, None)
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
@@ -120,16 +136,19 @@ def _train(run):
                               **config.model_options)
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2],
-                                        attribute_loss=config.attribute_loss)
+                                        attribute_loss=config.attribute_loss, grounding_loss=config.grounding_loss)
     adapt_region_encoder(head, train_examples[0])   # statistics of the training images only
     train_maps = attribute_maps(train_split, train_images)
     val_maps = attribute_maps(val_split, val_images) if val_examples is not None else None
+    train_referents = referents(train_split, train_group)
+    val_referents = referents(val_split, val_group) if val_examples is not None else None
 
     def train_batches(epoch, skip):
         return pipeline.grouped_vqa_dataset(*train_examples, images_per_step, seed=config.seed, epoch=epoch,
-                                            skip=skip, image_inputs=train_maps)
+                                            skip=skip, image_inputs=train_maps, question_inputs=train_referents)
 
-    val_data = (pipeline.grouped_vqa_dataset(*val_examples, images_per_step, shuffle=False, image_inputs=val_maps)
+    val_data = (pipeline.grouped_vqa_dataset(*val_examples, images_per_step, shuffle=False, image_inputs=val_maps,
+                                             question_inputs=val_referents)
                 if val_examples is not None else None)
     # The learning rate decays along a cosine to 5% of its start by the last step: the heads
     # begin to overfit the scenes after about 8 epochs, and a decaying rate settles them.

@@ -173,6 +173,37 @@ def relation(a, b):
     return "above" if dy < 0 else "below"
 
 
+def named_objects(question, objects):
+    """The objects a question names with "the ...", in the order it names them.
+
+    A name is "the", then attribute words in the order size, colour, shape, ending in a shape or
+    "object" ("the small red object", "the circle"); it names an object when exactly one of
+    `objects` has every attribute it gives, as the generator's questions always do. "is the red
+    circle to the left of the small square" names two objects, "what color is the circle" one,
+    "is there a red circle" and "how many circles are there" none.
+
+    Args:
+        question: the question's text (lower-case words).
+        objects: the scene's `SceneObject`s.
+
+    Returns:
+        A list of `objects`' items; a name that fits no object, or several, is left out.
+    """
+    words = question.split()
+    named = []
+    for start in (i for i, word in enumerate(words) if word == "the"):
+        wanted, end = {}, start + 1
+        for attribute, values in (("size", SIZES), ("color", COLORS), ("shape", SHAPES)):
+            if end < len(words) and words[end] in values:
+                wanted[attribute], end = words[end], end + 1
+        if not wanted or ("shape" not in wanted and (end == len(words) or words[end] != "object")):
+            continue
+        fits = [o for o in objects if all(getattr(o, a) == v for a, v in wanted.items())]
+        if len(fits) == 1:
+            named.append(fits[0])
+    return named
+
+
 def mentions_heldout_pair(question):
     """True if the text names a held-out pair, e.g. "is there a small red triangle"."""
     words = question.split()
