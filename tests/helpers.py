@@ -42,3 +42,19 @@ def keras_round_trip(model, tmp_path, name="model"):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     return keras.saving.load_model(path)
+
+
+def side_loss_before_and_after(trainer, inputs, answers, layer_name, steps):
+    """A trainer's side loss (`TrainingLoss` layer `layer_name`) on `inputs`, before and after
+    `steps` Adam steps on the same batch."""
+    import keras
+    import tensorflow as tf
+
+    def side_loss():
+        trainer(inputs, training=True)
+        return float(trainer.get_layer(layer_name).losses[0])
+
+    before = side_loss()
+    trainer.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(tf.data.Dataset.from_tensors((inputs, answers)).repeat(steps), epochs=1, verbose=0, shuffle=False)
+    return before, side_loss()

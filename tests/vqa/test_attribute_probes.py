@@ -4,13 +4,14 @@ annotations, the loss by hand, the trainer holding the probes, a run that lowers
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from vlm_keras.data.scenes.scenes import Scene, SceneObject
 from vlm_keras.layers import AttributeProbeLoss
 from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
 from vlm_keras.vqa.models import build_vqa_head
 from vlm_keras.vqa.scene_graphs import region_attribute_maps
+
+from tests.helpers import side_loss_before_and_after
 
 
 def _scene(*objects):
@@ -63,14 +64,8 @@ def test_the_trainer_holds_the_probes_and_training_lowers_their_loss():
     inputs = (features, tokens, colours.astype(np.int32), shapes.astype(np.int32))
     np.testing.assert_allclose(trainer(inputs, training=False), plain((features, tokens), training=False), rtol=1e-5)
 
-    def probe_loss():
-        trainer(inputs, training=True)
-        return float(trainer.get_layer("attribute_probe_loss").losses[0])
-
-    before = probe_loss()
-    trainer.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trainer.fit(tf.data.Dataset.from_tensors((inputs, answers)).repeat(60), epochs=1, verbose=0, shuffle=False)
-    assert probe_loss() < 0.5 * before
+    before, after = side_loss_before_and_after(trainer, inputs, answers, "attribute_probe_loss", steps=60)
+    assert after < 0.5 * before, (before, after)
     with pytest.raises(ValueError, match="attribute_loss"):
         build_grouped_trainer(build_vqa_head("concat", 12, 5, (8, 8, 6)), 2, 4, attribute_loss=1.0)
 

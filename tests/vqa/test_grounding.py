@@ -4,7 +4,6 @@ regions or nodes, the loss by hand, a trainer that learns to look where it is to
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from vlm_keras.data.scenes.questions import RELATIONS, generate_questions, named_objects, relation
 from vlm_keras.data.scenes.scenes import Scene, SceneObject, sample_scene
@@ -12,6 +11,8 @@ from vlm_keras.layers import GroundingLoss
 from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
 from vlm_keras.vqa.models import build_vqa_head
 from vlm_keras.vqa.scene_graphs import MAX_NODES, referent_maps
+
+from tests.helpers import side_loss_before_and_after
 
 RED_CIRCLE = SceneObject("red", "circle", "large", 0.5, 0.5, 0.2)       # holds the 4 central cells of 4x4
 BLUE_SQUARE = SceneObject("blue", "square", "small", 0.1, 0.9, 0.01)    # holds only its own cell (3, 0)
@@ -108,14 +109,8 @@ def test_the_trainer_learns_to_look_where_the_named_object_is():
     plain = build_grouped_trainer(head, 2, 4)
     np.testing.assert_allclose(trainer(inputs), plain((features, tokens)), rtol=1e-5)
 
-    def grounding():
-        trainer(inputs, training=True)
-        return float(trainer.get_layer("grounding_loss").losses[0])
-
-    before = grounding()
-    trainer.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trainer.fit(tf.data.Dataset.from_tensors((inputs, answers)).repeat(150), epochs=1, verbose=0, shuffle=False)
-    assert grounding() < 0.2 * before, (before, grounding())
+    before, after = side_loss_before_and_after(trainer, inputs, answers, "grounding_loss", steps=150)
+    assert after < 0.2 * before, (before, after)
     with pytest.raises(ValueError, match="word glimpses"):
         build_grouped_trainer(build_vqa_head("attention", 12, 5, (4, 4, 3)), 2, 4, grounding_loss=1.0)
 

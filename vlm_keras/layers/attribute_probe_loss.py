@@ -3,9 +3,11 @@ output passed through (the VQA trainer's attribute probes, `vlm_keras.vqa.groupe
 
 import keras
 
+from vlm_keras.layers.training_loss import TrainingLoss
+
 
 @keras.saving.register_keras_serializable(package="vlm_keras")
-class AttributeProbeLoss(keras.layers.Layer):
+class AttributeProbeLoss(TrainingLoss):
     """Adds, while training, `weight` times the probes' cross-entropy to the model's loss and
     passes the answer logits through unchanged.
 
@@ -24,24 +26,12 @@ class AttributeProbeLoss(keras.layers.Layer):
         training: Keras' flag; outside training nothing is added.
     """
 
-    def __init__(self, weight, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = float(weight)
-
-    def call(self, logits, probe_logits, targets, training=False):
-        if training:
-            total = 0.0
-            for probe, target in zip(probe_logits, targets):
-                target = keras.ops.cast(target, "int32")
-                scored = keras.ops.cast(target > 0, "float32")
-                loss = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(target - 1, 0),
-                                                                    keras.ops.cast(probe, "float32"), from_logits=True)
-                total = total + keras.ops.sum(loss * scored) / keras.ops.maximum(keras.ops.sum(scored), 1.0)
-            self.add_loss(self.weight * total)
-        return logits
-
-    def compute_output_spec(self, logits, *args, **kwargs):
-        return keras.KerasTensor(logits.shape, logits.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
+    def side_loss(self, probe_logits, targets):
+        total = 0.0
+        for probe, target in zip(probe_logits, targets):
+            target = keras.ops.cast(target, "int32")
+            scored = keras.ops.cast(target > 0, "float32")
+            loss = keras.losses.sparse_categorical_crossentropy(keras.ops.maximum(target - 1, 0),
+                                                                keras.ops.cast(probe, "float32"), from_logits=True)
+            total = total + keras.ops.sum(loss * scored) / keras.ops.maximum(keras.ops.sum(scored), 1.0)
+        return total

@@ -3,12 +3,14 @@ word glimpses, `vlm_keras.vqa.grouped_trainer.build_grouped_trainer`)."""
 
 import keras
 
+from vlm_keras.layers.training_loss import TrainingLoss
+
 # Keeps log(0) out of the loss where a glimpse gives a target region no weight at all.
 _EPSILON = 1e-7
 
 
 @keras.saving.register_keras_serializable(package="vlm_keras")
-class GroundingLoss(keras.layers.Layer):
+class GroundingLoss(TrainingLoss):
     """Adds, while training, `weight` times the glimpses' grounding cross-entropy to the model's loss
     and passes the answer logits through unchanged.
 
@@ -29,22 +31,9 @@ class GroundingLoss(keras.layers.Layer):
         training: Keras' flag; outside training nothing is added.
     """
 
-    def __init__(self, weight, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = float(weight)
-
-    def call(self, logits, glimpse_weights, targets, training=False):
-        if training:
-            targets = keras.ops.cast(targets, "float32")
-            weights = keras.ops.cast(glimpse_weights, "float32")
-            has_target = keras.ops.cast(keras.ops.sum(targets, axis=-1) > 0, "float32")      # (B, W)
-            cross_entropy = -keras.ops.sum(targets * keras.ops.log(weights + _EPSILON), axis=-1)  # (B, W)
-            loss = keras.ops.sum(cross_entropy * has_target) / keras.ops.maximum(keras.ops.sum(has_target), 1.0)
-            self.add_loss(self.weight * loss)
-        return logits
-
-    def compute_output_spec(self, logits, *args, **kwargs):
-        return keras.KerasTensor(logits.shape, logits.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
+    def side_loss(self, glimpse_weights, targets):
+        targets = keras.ops.cast(targets, "float32")
+        weights = keras.ops.cast(glimpse_weights, "float32")
+        has_target = keras.ops.cast(keras.ops.sum(targets, axis=-1) > 0, "float32")              # (B, W)
+        cross_entropy = -keras.ops.sum(targets * keras.ops.log(weights + _EPSILON), axis=-1)    # (B, W)
+        return keras.ops.sum(cross_entropy * has_target) / keras.ops.maximum(keras.ops.sum(has_target), 1.0)
