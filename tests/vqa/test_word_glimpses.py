@@ -89,3 +89,9 @@ def test_heads_with_word_glimpses_run_in_mixed_precision(model_type):
     logits = head([np.random.default_rng(0).normal(size=(2, 8, 8, 16)).astype("float32"),
                    np.array([[3, 4, 5, 0], [6, 7, 8, 9]], "int32")])
     assert logits.dtype == "float32" and np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize("model_type", ["concat", "question_only"])
+def test_word_glimpses_need_a_head_with_regions(model_type):
+    with pytest.raises(ValueError, match=f"word_glimpses look over image regions; the '{model_type}' head"):
+        build_vqa_head(model_type, 12, 5, (8, 8, 16), word_glimpses=2)

@@ -88,7 +88,8 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
             before flattening the grid into the pooled image vector's Dense.
         image_dropout: dropout on the flattened cells, before that Dense.
         dropout: dropout after the fusion.
-        graph_units: size of the queries, keys and messages of each round ("graph" only).
+        graph_units: size of the queries, keys and messages of each graph round ("graph"), and of
+            the word glimpses' word-picking controls.
         graph_rounds: rounds of message passing between the regions ("graph" only).
         region_appearance: channels of each region's appearance stream (0: none): 1x1
             convolutions over the frozen grid, each cell read alone and then averaged over the
@@ -120,6 +121,9 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     """
     if model_type not in VQA_TYPES:
         raise ValueError(f"unknown VQA model type {model_type!r}; expected one of {', '.join(VQA_TYPES)}")
+    if word_glimpses and model_type not in ("attention", "graph"):
+        raise ValueError(f"word_glimpses look over image regions; the {model_type!r} head has none "
+                         "(use 'attention' or 'graph')")
     scene_graph = len(feature_shape) == 2
     if scene_graph and feature_shape[-1] != NODE_FEATURES:
         raise ValueError(f"scene graph nodes of {feature_shape[-1]} features; expected {NODE_FEATURES} "
