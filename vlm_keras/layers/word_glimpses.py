@@ -104,16 +104,6 @@ class WordGlimpses(keras.layers.Layer):
         outputs = (attended, ops.cast(where, self.compute_dtype))
         return outputs + (word_weights, region_weights) if return_weights else outputs
 
-    def compute_output_spec(self, regions, positions, question, word_states, word_embeddings, word_mask,
-                            region_mask=None, return_weights=False):
-        batch, words = regions.shape[0], word_states.shape[1]
-        spec = [keras.KerasTensor((batch, self.glimpses, regions.shape[-1]), dtype=self.compute_dtype),
-                keras.KerasTensor((batch, self.glimpses, 2), dtype=self.compute_dtype)]
-        if return_weights:
-            spec += [keras.KerasTensor((batch, self.glimpses, words), dtype="float32"),
-                     keras.KerasTensor((batch, self.glimpses, regions.shape[1]), dtype="float32")]
-        return tuple(spec)
-
     def get_config(self):
         config = super().get_config()
         config.update({"glimpses": self.glimpses, "units": self.units})

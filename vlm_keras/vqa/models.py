@@ -220,7 +220,7 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
     inputs = [question_tokens]
     words = keras.layers.Embedding(question_vocab_size, embed_dim, mask_zero=True,
                                    name="question_embedding")(question_tokens)    # (B, T, E)
-    if word_glimpses and model_type in ("attention", "graph"):
+    if word_glimpses:       # build_vqa_head allows them on attention and graph heads only
         word_states, question, _ = keras.layers.LSTM(units, return_sequences=True, return_state=True,
                                                      name="question_lstm")(words)  # (B, T, U), (B, U)
     else:
@@ -254,7 +254,7 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
             queries, regions, regions, attention_mask=node_mask,
             return_attention_scores=True)                                          # (B, G, A), (B, G, R)
         parts.append(keras.layers.Flatten(name="glimpses")(attended))             # (B, G A)
-    if _reads_positions(model_type, word_glimpses) and word_glimpses:
+    if word_glimpses:
         word_mask = keras.ops.not_equal(question_tokens, 0)                        # (B, T)
         # The weights are unused here; the trainer's grounding loss reads them (build_grouped_trainer).
         attended, where, _, _ = WordGlimpses(word_glimpses, graph_units, name="word_glimpses")(
@@ -288,8 +288,9 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
 
 
 def _reads_positions(model_type, word_glimpses):
-    """Whether a head's answer branch reads the regions' positions."""
-    return model_type == "graph" or (model_type == "attention" and bool(word_glimpses))
+    """Whether a head's answer branch reads the regions' positions (word glimpses come only with
+    attention and graph heads)."""
+    return model_type == "graph" or bool(word_glimpses)
 
 
 def _reads_scene_graphs(image_branch):
