@@ -11,6 +11,14 @@ prints the official VQA accuracy of each form on the test split. Before any trai
 every spatial test question from the scene annotations with the generator's own rule
 (`questions.relation`, the referents resolved as the generator names them) and prints the share
 that agrees with the labels: 1.0 means a model's misses are its own, not the data's.
+
+For a model with two or more word glimpses it then shows, on the yes/no relation questions, where
+the glimpses land and whether the answer could be read from there: how often glimpse 0 and 1 put
+their largest weight on object A and B; how often the generator's rule, applied to the two places
+the glimpses landed, gives the label; and, for each axis, the best share of those questions one
+of the head's offset-along-direction products gets right by its sign alone, pooled over the axis'
+two relation words ("left of" and "right of"): near 1 when the direction turns round with the
+relation word, near 0.5 when it does not.
 """
 
 import argparse
@@ -19,15 +27,22 @@ import json
 import pathlib
 import tempfile
 
+import types
+
+import keras
 import numpy as np
+import tensorflow as tf
 
 from learning_curves import model_spec
 from vlm_keras import train_vqa
 from vlm_keras.data.formats.vqa import load_vqa_split
 from vlm_keras.data.scenes.questions import RELATIONS, _referents, relation
 from vlm_keras.data.sources import resolve_vqa_dir, scenes_of
+from vlm_keras.encoders.regions import region_grid_shape
 from vlm_keras.metrics import vqa_accuracy
 from vlm_keras.vqa import VQAModel
+from vlm_keras.vqa.scene_graphs import referent_maps
+from vlm_keras.vqa.models import has_layer
 
 
 def form_of(question, question_type):
@@ -99,6 +114,47 @@ def main():
     print("|---|---|---|")
     for form, values in sorted(scores.items()):
         print(f"| {form} | {len(values):,} | {np.mean(values):.3f} |")
+    if has_layer(model.head.get_layer("answer_branch"), "offsets_along_asked"):
+        where_glimpses_land(model, test, scenes)
+
+
+def where_glimpses_land(model, test, scenes):
+    """Where a head's word glimpses land on the yes/no relation questions, and what their offsets
+    say (the module's docstring)."""
+    keep = [i for i, (q, t) in enumerate(zip(test.questions, test.question_types))
+            if form_of(q, t) == "spatial: is A <relation> B"]
+    branch = model.head.get_layer("answer_branch")
+    glimpses = branch.get_layer("word_glimpses")
+    inner = keras.Model(branch.inputs, [glimpses.output[1], glimpses.output[3],
+                                        branch.get_layer("offsets_along_asked").output])
+    image_features, question_tokens = model.head.inputs
+    image_outputs = model.head.get_layer("image_branch")(image_features)
+    image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
+    probe = keras.Model(model.head.inputs, inner([question_tokens, *image_outputs]))
+    features, index = model._split_features(test, 0, scenes)
+    questions = [test.questions[i] for i in keep]
+    tokens = model.encode_questions(questions)
+    rows = index[keep]
+    outputs = [probe([tf.constant(features[rows[s:s + 256]]), tf.constant(tokens[s:s + 256])], training=False)
+               for s in range(0, len(keep), 256)]
+    where, weights, compared = (np.concatenate([o[j].numpy() for o in outputs]) for j in range(3))
+    grid = None if model.reads_scene_graphs else region_grid_shape(model.head)
+    targets = referent_maps([scenes[test.image_ids[i]] for i in keep], questions, weights.shape[1], grid)
+    labels = np.array([test.multiple_choice_answers[i] == "yes" for i in keep])
+    asked = np.array([next(r for r in RELATIONS if f" {r} " in q) for q in questions])
+    print(f"\nword glimpses on the {len(keep)} yes/no relation questions of test:")
+    for k in range(min(2, weights.shape[1])):
+        hits = targets[np.arange(len(keep)), k, weights[:, k].argmax(-1)] > 0
+        print(f"  glimpse {k}: largest weight on object {'AB'[k]} {hits.mean():.3f}")
+    place = [types.SimpleNamespace(x=w[1], y=w[0]) for w in where[:, 0]], \
+        [types.SimpleNamespace(x=w[1], y=w[0]) for w in where[:, 1]]
+    rule = np.array([(relation(a, b) == r) == y for a, b, r, y in zip(*place, asked, labels)])
+    print(f"  the generator's rule on the two landing places gives the label: {rule.mean():.3f}")
+    for axis in (("above", "below"), ("to the left of", "to the right of")):
+        on = np.isin(asked, axis)
+        best = max(max(np.mean((c > 0) == labels[on]), np.mean((c < 0) == labels[on]))
+                   for c in compared[on].T)
+        print(f"  {' / '.join(axis)}: best sign of one offset product, pooled: {best:.3f} ({on.sum()} questions)")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from vlm_keras.vqa.models import build_vqa_head
 
 COLOURS = 4
 GRID = (4, 4, COLOURS)    # channel c: an object of colour c in the cell
-IS, THE, LEFT, OF, FIRST_COLOUR = 1, 2, 3, 4, 5
+IS, THE, LEFT, OF, RIGHT, FIRST_COLOUR = 1, 2, 3, 4, 5, 6
 
 
-def _binding_task(n, seed):
+def _binding_task(n, seed, both_directions=False):
     """Three objects of three different colours in three different columns; the question names two
-    of them in either order, so which colour is "A" changes from question to question."""
+    of them in either order, so which colour is "A" changes from question to question. With
+    `both_directions`, half the questions ask "right of" instead of "left of"."""
     rng = np.random.default_rng(seed)
     features = np.zeros((n, *GRID), "float32")
     tokens = np.zeros((n, 7), "int32")
@@ -27,8 +28,10 @@ def _binding_task(n, seed):
         for colour, row, column in zip(colours, rows, columns):
             features[k, row, column, colour] = 1.0
         a, b = rng.choice(3, size=2, replace=False)
-        tokens[k] = [IS, THE, FIRST_COLOUR + colours[a], LEFT, OF, THE, FIRST_COLOUR + colours[b]]
-        answers[k] = int(columns[a] < columns[b])
+        right = both_directions and rng.random() < 0.5
+        tokens[k] = [IS, THE, FIRST_COLOUR + colours[a], RIGHT if right else LEFT, OF, THE,
+                     FIRST_COLOUR + colours[b]]
+        answers[k] = int(columns[a] > columns[b]) if right else int(columns[a] < columns[b])
     return features, tokens, answers
 
 
@@ -54,6 +57,12 @@ def _accuracy(head, train, test, epochs=30):
 
 def test_a_tiny_head_with_word_glimpses_binds_two_named_objects_to_their_roles():
     train, test = _binding_task(1024, seed=0), _binding_task(512, seed=1)
+    assert _accuracy(_head(word_glimpses=2), train, test) > 0.9
+
+
+def test_a_tiny_head_with_word_glimpses_reads_which_relation_is_asked():
+    # "left of" and "right of" about the same two objects have opposite answers.
+    train, test = _binding_task(1024, seed=0, both_directions=True), _binding_task(512, seed=1, both_directions=True)
     assert _accuracy(_head(word_glimpses=2), train, test) > 0.9
 
 

@@ -264,20 +264,21 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
                   keras.layers.Flatten(name="word_glimpses_where")(where)]       # (B, W 2)
         if word_glimpses > 1:
             # Where one named object lies from another, along directions the question's words pick
-            # ("left of": the column axis): products a plain Dense over the fusion would have to
-            # learn. The directions come from the words themselves (their mean embedding), not the
-            # LSTM: most questions never need the relation word, and the LSTM's last state does not
-            # keep it (a probe reads "left of" from the mean embedding, not from that state).
+            # ("left of": the column axis, pointing left): products a plain Dense over the fusion
+            # would have to learn. The question's LSTM state does not keep the relation word (most
+            # questions never need it), so the directions come from the words: each word owns K
+            # directions (`word_directions`) and a question's are the sum of its words', free in
+            # length, so that "left of" and "right of" can come to point opposite ways. Made from
+            # the words' mean embedding by one Dense and normalised to unit length, they did not
+            # turn round with the relation word in a head trained from pixels, whose glimpses landed
+            # on the right objects (benchmarks/vqa_question_forms.py prints both).
             pairs = [(i, j) for i in range(word_glimpses) for j in range(i + 1, word_glimpses)]
             offsets = keras.ops.stack([where[:, i] - where[:, j] for i, j in pairs], axis=1)   # (B, P, 2)
-            present = keras.ops.cast(word_mask, words.dtype)[..., None]               # (B, T, 1)
-            bag_of_words = keras.ops.sum(words * present, axis=1) / keras.ops.maximum(
-                keras.ops.sum(present, axis=1), 1.0)                                   # (B, E)
-            directions = keras.layers.Dense(2 * _ASKED_DIRECTIONS, name="asked_directions")(bag_of_words)
+            per_word = keras.layers.Embedding(question_vocab_size, 2 * _ASKED_DIRECTIONS,
+                                              name="word_directions")(question_tokens)  # (B, T, 2K)
+            present = keras.ops.cast(word_mask, per_word.dtype)[..., None]            # (B, T, 1)
+            directions = keras.ops.sum(per_word * present, axis=1)                     # (B, 2K)
             directions = keras.layers.Reshape((_ASKED_DIRECTIONS, 2), name="asked_direction_vectors")(directions)
-            # Unit vectors: the products are offsets in the image's units from the first step, not
-            # products of two small initial weights, which barely move in 12 epochs.
-            directions = keras.layers.UnitNormalization(axis=-1, name="asked_unit_directions")(directions)
             compared = keras.ops.einsum("bkc,bpc->bkp", directions, keras.ops.cast(offsets, directions.dtype))
             parts.append(keras.layers.Flatten(name="offsets_along_asked")(compared))   # (B, K P)
     fused = keras.layers.Concatenate(name="fusion")(parts) if len(parts) > 1 else parts[0]
