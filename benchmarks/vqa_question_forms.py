@@ -26,12 +26,10 @@ import collections
 import json
 import pathlib
 import tempfile
-
 import types
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from learning_curves import model_spec
 from vlm_keras import train_vqa
@@ -42,7 +40,8 @@ from vlm_keras.encoders.regions import region_grid_shape
 from vlm_keras.metrics import vqa_accuracy
 from vlm_keras.vqa import VQAModel
 from vlm_keras.vqa.scene_graphs import referent_maps
-from vlm_keras.vqa.models import has_layer
+from vlm_keras.vqa.models import answer_branch_output, has_layer
+from vlm_keras.vqa.vqa_model import _per_question
 
 
 def form_of(question, question_type):
@@ -124,31 +123,29 @@ def where_glimpses_land(model, test, scenes):
     keep = [i for i, (q, t) in enumerate(zip(test.questions, test.question_types))
             if form_of(q, t) == "spatial: is A <relation> B"]
     branch = model.head.get_layer("answer_branch")
-    glimpses = branch.get_layer("word_glimpses")
-    inner = keras.Model(branch.inputs, [glimpses.output[1], glimpses.output[3],
-                                        branch.get_layer("offsets_along_asked").output])
-    image_features, question_tokens = model.head.inputs
-    image_outputs = model.head.get_layer("image_branch")(image_features)
-    image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
-    probe = keras.Model(model.head.inputs, inner([question_tokens, *image_outputs]))
+    _, where, _, weights = branch.get_layer("word_glimpses").output              # (B, W, 2), (B, W, R)
+    compared = branch.get_layer("offsets_along_asked").output                     # (B, K P)
+    glimpses, regions = weights.shape[1], weights.shape[2]
+    # One output, so that the head's batching over a split's images (`_per_question`) serves.
+    flat = keras.ops.concatenate([keras.ops.reshape(where, (-1, 2 * glimpses)),
+                                  keras.ops.reshape(weights, (-1, glimpses * regions)), compared], axis=-1)
+    probe = keras.Model(model.head.inputs, answer_branch_output(model.head, flat))
     features, index = model._split_features(test, 0, scenes)
     questions = [test.questions[i] for i in keep]
-    tokens = model.encode_questions(questions)
-    rows = index[keep]
-    outputs = [probe([tf.constant(features[rows[s:s + 256]]), tf.constant(tokens[s:s + 256])], training=False)
-               for s in range(0, len(keep), 256)]
-    where, weights, compared = (np.concatenate([o[j].numpy() for o in outputs]) for j in range(3))
+    values = _per_question(probe, features, model.encode_questions(questions), index[keep])
+    where = values[:, :2 * glimpses].reshape(-1, glimpses, 2)
+    weights = values[:, 2 * glimpses:2 * glimpses + glimpses * regions].reshape(-1, glimpses, regions)
+    compared = values[:, 2 * glimpses + glimpses * regions:]
     grid = None if model.reads_scene_graphs else region_grid_shape(model.head)
-    targets = referent_maps([scenes[test.image_ids[i]] for i in keep], questions, weights.shape[1], grid)
+    targets = referent_maps([scenes[test.image_ids[i]] for i in keep], questions, glimpses, grid)
     labels = np.array([test.multiple_choice_answers[i] == "yes" for i in keep])
     asked = np.array([next(r for r in RELATIONS if f" {r} " in q) for q in questions])
     print(f"\nword glimpses on the {len(keep)} yes/no relation questions of test:")
-    for k in range(min(2, weights.shape[1])):
+    for k in range(min(2, glimpses)):
         hits = targets[np.arange(len(keep)), k, weights[:, k].argmax(-1)] > 0
         print(f"  glimpse {k}: largest weight on object {'AB'[k]} {hits.mean():.3f}")
-    place = [types.SimpleNamespace(x=w[1], y=w[0]) for w in where[:, 0]], \
-        [types.SimpleNamespace(x=w[1], y=w[0]) for w in where[:, 1]]
-    rule = np.array([(relation(a, b) == r) == y for a, b, r, y in zip(*place, asked, labels)])
+    a, b = ([types.SimpleNamespace(y=row, x=column) for row, column in where[:, k]] for k in (0, 1))
+    rule = np.array([(relation(*pair) == r) == y for *pair, r, y in zip(a, b, asked, labels)])
     print(f"  the generator's rule on the two landing places gives the label: {rule.mean():.3f}")
     for axis in (("above", "below"), ("to the left of", "to the right of")):
         on = np.isin(asked, axis)

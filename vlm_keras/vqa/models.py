@@ -329,15 +329,22 @@ def question_attention_model(head):
         raise ValueError(f"VQA head '{head.name}' has no attention over image regions (no question glimpses); "
                          "train model_type='attention' (or 'graph') with glimpses > 0")
     weights = answer_branch.get_layer("question_attention").output[1]             # (B, G, R)
-    branch_weights = keras.Model(answer_branch.inputs, keras.ops.mean(weights, axis=1))   # (B, R)
+    weights = answer_branch_output(head, keras.ops.mean(weights, axis=1))        # (B, R)
     image_branch = head.get_layer("image_branch")
-    image_features, question_tokens = head.inputs
-    image_outputs = image_branch(image_features)
-    weights = branch_weights([question_tokens, *image_outputs])                   # (B, R)
     if not _reads_scene_graphs(image_branch):
         grid_shape = region_grid_shape(image_branch)                               # (h', w')
         weights = keras.layers.Reshape(tuple(grid_shape), name="attention_grid")(weights)
     return keras.Model(head.inputs, weights, name=f"{head.name}_attention")
+
+
+def answer_branch_output(head, tensor):
+    """`tensor`, computed inside the head's answer branch from its inputs, as a tensor of the head's
+    own inputs (image features, question tokens), for a model that reads a head's inner values."""
+    branch = keras.Model(head.get_layer("answer_branch").inputs, tensor)
+    image_features, question_tokens = head.inputs
+    image_outputs = head.get_layer("image_branch")(image_features)
+    image_outputs = image_outputs if isinstance(image_outputs, (list, tuple)) else [image_outputs]
+    return branch([question_tokens, *image_outputs])
 
 
 def graph_edges_function(head):
