@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vlm_keras.encoders.regions import adapt_region_encoder
-from vlm_keras.vqa.models import build_vqa_head
+from vlm_keras.vqa.models import answer_branch_output, build_vqa_head, question_attention_model
 
 COLOURS = 4
 GRID = (4, 4, COLOURS)    # channel c: an object of colour c in the cell
@@ -104,3 +104,21 @@ def test_heads_with_word_glimpses_run_in_mixed_precision(model_type):
 def test_word_glimpses_need_a_head_with_regions(model_type):
     with pytest.raises(ValueError, match=f"word_glimpses look over image regions; the '{model_type}' head"):
         build_vqa_head(model_type, 12, 5, (8, 8, 16), word_glimpses=2)
+
+
+@pytest.mark.parametrize("glimpses", [2, 0])
+def test_the_attention_map_of_a_head_with_word_glimpses_averages_every_glimpse(glimpses):
+    head = build_vqa_head("graph", 12, 5, (8, 8, 16), units=16, fusion_dim=16, attention_dim=16,
+                          glimpses=glimpses, region_filters=8, region_layers=1, region_cells=4, graph_units=8,
+                          graph_rounds=1, word_glimpses=2)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(3, 8, 8, 16)).astype("float32"), np.array([[3, 4, 5, 0], [6, 7, 0, 0], [8, 9, 10, 11]])]
+    maps = np.asarray(question_attention_model(head)(inputs))                     # (3, h', w')
+    branch = head.get_layer("answer_branch")
+    names = ["word_glimpses"] + (["question_attention"] if glimpses else [])
+    region_weights = [branch.get_layer(n).output[3 if n == "word_glimpses" else 1] for n in names]
+    per_glimpse = [np.asarray(keras.Model(head.inputs, answer_branch_output(head, w))(inputs)) for w in region_weights]
+    expected = np.concatenate(per_glimpse, axis=1).mean(axis=1)                   # (3, R)
+    assert maps.shape[0] == 3 and np.concatenate(per_glimpse, axis=1).shape[1] == 2 + glimpses
+    np.testing.assert_allclose(maps.reshape(3, -1), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(maps.sum((1, 2)), 1.0, atol=1e-5)

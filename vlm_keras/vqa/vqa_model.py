@@ -129,7 +129,7 @@ class VQAModel(ModelBundle):
 
     def attention(self, images, questions):
         """Where the question looked: (N, h, w) weights over the region grid, averaged over the
-        glimpses, each map summing to 1.
+        glimpses the answer reads (the word glimpses too, in a head with them), each map summing to 1.
 
         Raises ValueError for heads without attention ("concat", "question_only")."""
         features = self.encode_images(list(images) if not isinstance(images, np.ndarray) else images)
