@@ -1,5 +1,9 @@
 """Grounding the word glimpses (`grounding_loss`): the objects a question names, their maps over the
-regions or nodes, the loss by hand, a trainer that learns to look where it is told, and train_vqa."""
+regions or nodes, the loss by hand, a trainer that learns to look where it is told, and train_vqa
+with the SavedModel and the CLI."""
+
+import json
+import textwrap
 
 import keras
 import numpy as np
@@ -12,7 +16,7 @@ from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
 from vlm_keras.vqa.models import build_vqa_head
 from vlm_keras.vqa.scene_graphs import MAX_NODES, referent_maps
 
-from tests.helpers import side_loss_before_and_after
+from tests.helpers import run_python, side_loss_before_and_after
 
 RED_CIRCLE = SceneObject("red", "circle", "large", 0.5, 0.5, 0.2)       # holds the 4 central cells of 4x4
 BLUE_SQUARE = SceneObject("blue", "square", "small", 0.1, 0.9, 0.01)    # holds only its own cell (3, 0)
@@ -116,7 +120,7 @@ def test_the_trainer_learns_to_look_where_the_named_object_is():
 
 
 @pytest.mark.parametrize("visual_input", ["image", "scene_graph"])
-def test_train_vqa_with_grounded_word_glimpses(vqa_dir, tmp_path, visual_input):
+def test_train_vqa_with_grounded_word_glimpses(vqa_dir, tmp_path, capsys, visual_input):
     from vlm_keras import train_vqa
     from vlm_keras.vqa import VQAModel
 
@@ -127,6 +131,30 @@ def test_train_vqa_with_grounded_word_glimpses(vqa_dir, tmp_path, visual_input):
     loaded = VQAModel.load(tmp_path / "model")
     assert "word_glimpses" in [layer.name for layer in loaded.model._flatten_layers()]
     assert '"grounding_loss": 1.0' in (tmp_path / "model" / "config.json").read_text()
+    if visual_input == "image":
+        # The head that meets the graph fusion's targets serves as the others do: the map, the
+        # SavedModel in a fresh process without vlm_keras, and the CLI.
+        from vlm_keras.cli import main
+        from vlm_keras.data.formats.vqa import load_vqa_split
+
+        test = load_vqa_split(vqa_dir, "test")
+        images, questions = test.image_paths[:3], test.questions[:3]
+        expected = [a["answer"] for a in result.answer(images, questions)]
+        assert [a["answer"] for a in loaded.answer(images, questions)] == expected
+        np.testing.assert_allclose(loaded.attention(images, questions).sum((1, 2)), 1.0, atol=1e-5)
+        export = result.export(tmp_path / "export")
+        served = run_python(textwrap.dedent(f"""
+            import json, sys
+            import tensorflow as tf
+            serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
+            out = serve(images=tf.constant([open(p, "rb").read() for p in {images!r}]),
+                        questions=tf.constant({questions!r}))
+            print(json.dumps({{"answers": [a.decode() for a in out["answer"].numpy()],
+                              "vlm_keras": "vlm_keras" in sys.modules}}))
+        """), cwd=tmp_path)
+        assert served["answers"] == expected and not served["vlm_keras"]
+        assert main(["ask", "--model", str(tmp_path / "model"), images[0], questions[0]]) == 0
+        assert json.loads(capsys.readouterr().out)["answer"] == expected[0]
 
 
 @pytest.mark.parametrize("options", [dict(), dict(word_glimpses=0), dict(word_glimpses=2, grounding_loss=-1.0)])
