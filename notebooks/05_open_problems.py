@@ -139,7 +139,8 @@ else:
                 ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
             print(f"{task} {model}: " + "; ".join(
                 f"{n:,} images {np.mean([r['score_test'] for r in at[n]]):.3f} (n={len(at[n])})" for n in sizes))
-        ax.set(xscale="log", xticks=sizes, xticklabels=[f"{n:,}" for n in sizes], xlabel="training images",
+        ticks = sorted({r["train_images"] for r in rows if r["task"] == task})      # every model's sizes
+        ax.set(xscale="log", xticks=ticks, xticklabels=[f"{n:,}" for n in ticks], xlabel="training images",
                ylabel=SCORE[task], title=task, ylim=(0, None if task == "captioning" else 1))
         ax.minorticks_off()
         ax.legend(fontsize=7)
