@@ -17,6 +17,21 @@ def run_python(script, cwd=None, env=None, timeout=300, args=()):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def serve_vqa_export(export, images, questions, cwd=None):
+    """Answers `questions` about the image files `images` with a VQA SavedModel loaded by plain
+    TensorFlow in a fresh process: {"answers", "p" (their probabilities), "vlm_keras" (whether the
+    process imported vlm_keras)}."""
+    return run_python(f"""
+        import json, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
+        out = serve(images=tf.constant([open(p, "rb").read() for p in {list(images)!r}]),
+                    questions=tf.constant({list(questions)!r}))
+        print(json.dumps({{"answers": [a.decode() for a in out["answer"].numpy()],
+                          "p": out["probability"].numpy().tolist(), "vlm_keras": "vlm_keras" in sys.modules}}))
+    """, cwd=cwd)
+
+
 def run_cli(capsys, *argv):
     """`vlm-keras ARGV` in this process: (exit code, stdout, stderr)."""
     code = main([str(a) for a in argv])

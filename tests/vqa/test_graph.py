@@ -3,7 +3,6 @@ cannot, node order, and the whole path through train_vqa, the model folder, the 
 CLI."""
 
 import json
-import textwrap
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ from vlm_keras.visualize import plot_graph_edges
 from vlm_keras.vqa import VQAModel
 from vlm_keras.vqa.models import build_vqa_head, question_attention_model
 
-from tests.helpers import run_python
+from tests.helpers import serve_vqa_export
 
 GRID = (4, 4, 2)          # channel 0: a red object in the cell; channel 1: a blue one
 
@@ -143,16 +142,7 @@ def test_train_vqa_graph_round_trips_exports_and_answers(trained_graph, vqa_dir,
     with pytest.raises(ValueError, match=r"edges must be \(h\*w, h\*w\) = \(16, 16\)"):
         plot_graph_edges(images[0], edges[0, -1], (4, 4), tmp_path / "bad.png")
     export = result.export(tmp_path / "graph_export")
-    script = textwrap.dedent(f"""
-        import json, sys
-        import tensorflow as tf
-        serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
-        images = tf.constant([open(p, "rb").read() for p in {images!r}])
-        out = serve(images=images, questions=tf.constant({questions!r}))
-        print(json.dumps({{"answers": [a.decode() for a in out["answer"].numpy()],
-                          "vlm_keras": "vlm_keras" in sys.modules}}))
-    """)
-    served = run_python(script, cwd=tmp_path)
+    served = serve_vqa_export(export, images, questions, cwd=tmp_path)
     assert served["answers"] == [e["answer"] for e in expected] and not served["vlm_keras"]
     assert main(["ask", "--model", str(out), images[0], questions[0]]) == 0
     assert json.loads(capsys.readouterr().out)["answer"] == expected[0]["answer"]

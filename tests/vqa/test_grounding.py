@@ -3,7 +3,6 @@ regions or nodes, the loss by hand, a trainer that learns to look where it is to
 with the SavedModel and the CLI."""
 
 import json
-import textwrap
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
 from vlm_keras.vqa.models import build_vqa_head
 from vlm_keras.vqa.scene_graphs import MAX_NODES, referent_maps
 
-from tests.helpers import run_python, side_loss_before_and_after
+from tests.helpers import serve_vqa_export, side_loss_before_and_after
 
 RED_CIRCLE = SceneObject("red", "circle", "large", 0.5, 0.5, 0.2)       # holds the 4 central cells of 4x4
 BLUE_SQUARE = SceneObject("blue", "square", "small", 0.1, 0.9, 0.01)    # holds only its own cell (3, 0)
@@ -143,15 +142,7 @@ def test_train_vqa_with_grounded_word_glimpses(vqa_dir, tmp_path, capsys, visual
         assert [a["answer"] for a in loaded.answer(images, questions)] == expected
         np.testing.assert_allclose(loaded.attention(images, questions).sum((1, 2)), 1.0, atol=1e-5)
         export = result.export(tmp_path / "export")
-        served = run_python(textwrap.dedent(f"""
-            import json, sys
-            import tensorflow as tf
-            serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
-            out = serve(images=tf.constant([open(p, "rb").read() for p in {images!r}]),
-                        questions=tf.constant({questions!r}))
-            print(json.dumps({{"answers": [a.decode() for a in out["answer"].numpy()],
-                              "vlm_keras": "vlm_keras" in sys.modules}}))
-        """), cwd=tmp_path)
+        served = serve_vqa_export(export, images, questions, cwd=tmp_path)
         assert served["answers"] == expected and not served["vlm_keras"]
         assert main(["ask", "--model", str(tmp_path / "model"), images[0], questions[0]]) == 0
         assert json.loads(capsys.readouterr().out)["answer"] == expected[0]

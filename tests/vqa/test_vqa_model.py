@@ -1,7 +1,6 @@
 """VQA: the three heads, the answer vocabulary, train_vqa, round trips, the SavedModel, the CLI."""
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from vlm_keras.vqa.grouped_trainer import build_grouped_trainer
 from vlm_keras.vqa.models import build_vqa_head, question_attention_model
 from vlm_keras.vqa import VQAModel, build_answer_vocabulary
 
-from tests.helpers import run_python
+from tests.helpers import serve_vqa_export
 
 GRID = (2, 2, 6)
 
@@ -227,16 +226,7 @@ def test_vqa_saved_model_in_a_fresh_process(trained_vqa, vqa_dir, tmp_path):
     result, _ = trained_vqa
     test = load_vqa_split(vqa_dir, "test")
     export = result.export(tmp_path / "vqa_export")
-    script = textwrap.dedent(f"""
-        import json, sys
-        import tensorflow as tf
-        serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
-        images = tf.constant([open(p, "rb").read() for p in {test.image_paths[:3]!r}])
-        out = serve(images=images, questions=tf.constant({test.questions[:3]!r}))
-        print(json.dumps({{"answers": [a.decode() for a in out["answer"].numpy()],
-                          "p": out["probability"].numpy().tolist(), "vlm_keras": "vlm_keras" in sys.modules}}))
-    """)
-    got = run_python(script, cwd=tmp_path)
+    got = serve_vqa_export(export, test.image_paths[:3], test.questions[:3], cwd=tmp_path)
     expected = result.answer(test.image_paths[:3], test.questions[:3])
     assert got["answers"] == [e["answer"] for e in expected]
     np.testing.assert_allclose(got["p"], [e["probability"] for e in expected], atol=1e-5)
