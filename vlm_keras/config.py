@@ -95,6 +95,9 @@ class RunConfig:
     feature_layer: str = option("block3_pool", "the VGG16 layer whose grid the region encoder reads (the frozen "
                                 "part, cached); block5_conv3 at 224 px for imagenet weights",
                                 choices=FEATURE_LAYERS)
+    outline: bool = option(False, "the encoder also reads each image's outline map (where the colour changes, in "
+                           "grey): its features follow the pixels' features, channel by channel, and carry the "
+                           "shapes without their colours")
     max_length: int = option(None, "words kept per caption or question (default: the 99.9th percentile of the "
                              "training texts)", parse=int)
     min_word_count: int = option(1, "words seen fewer times in training become [UNK] (Karpathy's preprocessing "
@@ -272,6 +275,13 @@ class VQAConfig(RunConfig):
         if self.grounding_loss and not self.model_options.get("word_glimpses"):
             raise ValueError("grounding_loss teaches the word glimpses where the named objects are; give the head "
                              "some (word_glimpses=2)")
+        if "outline_stream" in self.model_options:
+            raise ValueError("outline_stream follows the encoder: give outline=True (--outline), not the option")
+        if self.outline and self.visual_input != "image":
+            raise ValueError(f"outline draws the images' outlines; visual_input={self.visual_input!r} reads no images")
+        if self.outline and self.model != "question_only" and not self.model_options.get("region_appearance"):
+            raise ValueError("with outline the VQA head's region convolutions read the outlines and the colours come "
+                             "from the appearance stream: give region_appearance (--option region_appearance=32)")
         if self.attribute_loss and (self.model not in ("attention", "graph") or self.visual_input != "image"):
             raise ValueError("attribute_loss probes the regions the attention and graph heads read from images; "
                              f"model={self.model!r} with visual_input={self.visual_input!r} has none")

@@ -106,11 +106,11 @@ class TrainingRun:
         return data_dir, data_dir.splits, train_split, val_split, tokenizer
 
     def build_encoder(self, trainable=False):
-        """The config's image encoder (VGG16 at `image_size`, `weights`, `feature_layer`)."""
+        """The config's image encoder (VGG16 at `image_size`, `weights`, `feature_layer`, `outline`)."""
         config = self.config
         with self.scope():
             return build_image_encoder(config.image_size, weights=config.weights, trainable=trainable,
-                                       feature_layer=config.feature_layer)
+                                       feature_layer=config.feature_layer, outline=config.outline)
 
     def features(self, encoder, image_paths, what):
         """The frozen encoder's features of `image_paths`, computed once, as one tensor, in
@@ -121,7 +121,8 @@ class TrainingRun:
             if getattr(self, "_feature_encoder", None) is None:
                 with dtype_policy(config.feature_precision):
                     self._feature_encoder = build_image_encoder(config.image_size, weights=None,
-                                                                feature_layer=config.feature_layer)
+                                                                feature_layer=config.feature_layer,
+                                                                outline=config.outline)
                 self._feature_encoder.set_weights(encoder.get_weights())
             encoder = self._feature_encoder
         return cached_features(encoder, image_paths, config.image_size, verbose=self.verbose, what=what)

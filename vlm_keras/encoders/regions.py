@@ -28,7 +28,7 @@ from vlm_keras.layers import CoordinateChannels
 
 
 def build_region_encoder(feature_shape, region_layers=0, region_filters=64, region_cells=8,
-                         normalization_axis=-1, name="region_encoder"):
+                         normalization_axis=-1, channels=None, name="region_encoder"):
     """Frozen encoder features -> a grid of region vectors that know where they are.
 
     Args:
@@ -42,6 +42,8 @@ def build_region_encoder(feature_shape, region_layers=0, region_filters=64, regi
         normalization_axis: -1: statistics per channel (a cell's features stay comparable with
             every other cell's, as attention needs); (1, 2, 3): per cell and channel (a reader that
             flattens the grid, like the document's LSTM captioner).
+        channels: (start, stop), the channels of the normalised grid the rest reads (None: all):
+            the VQA head's outline stream reads only the outline features' half of the grid.
         name: the model's name.
 
     Call arguments:
@@ -70,6 +72,12 @@ def build_region_encoder(feature_shape, region_layers=0, region_filters=64, regi
     halvings = min(halvings, max(0, region_layers - 1))
     image_features = keras.Input(tuple(feature_shape), name="image_features")       # (B, h, w, c)
     grid = keras.layers.Normalization(axis=normalization_axis, name="feature_normalization")(image_features)
+    if channels is not None:
+        start, stop = (int(n) for n in channels)
+        if not 0 <= start < stop <= feature_shape[-1]:
+            raise ValueError(f"channels {tuple(channels)}: expected (start, stop) within the grid's "
+                             f"{feature_shape[-1]} channels")
+        grid = grid[..., start:stop]                                               # (B, h, w, stop - start)
     for i in range(region_layers):
         stride = 2 if 1 <= i <= halvings else 1          # the first layer reads the full grid
         grid = keras.layers.Conv2D(region_filters, 3, strides=stride, padding="same", use_bias=False,

@@ -13,6 +13,7 @@ import tensorflow as tf
 from vlm_keras.config import FEATURE_LAYERS
 from vlm_keras.data.images import decode_image
 from vlm_keras.errors import VlmKerasError
+from vlm_keras.layers import OutlineImage
 
 # keras.applications.vgg16.preprocess_input ("caffe" mode): BGR order, ImageNet channel means.
 VGG16_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -43,7 +44,7 @@ def _resolve_weights(weights):
 
 
 def build_image_encoder(image_size=64, weights=None, trainable=False, feature_layer="block5_conv3",
-                        name="image_encoder"):
+                        outline=False, name="image_encoder"):
     """VGG16 (include_top=False) as a functional model: image -> feature grid.
 
     Args:
@@ -61,13 +62,18 @@ def build_image_encoder(image_size=64, weights=None, trainable=False, feature_la
             (`weights=None`) each block loses some of the shapes' outlines: a linear probe of
             the shape of lone objects read 61% from block3, 43% from block4, 37% from block5
             (4 shapes; chance 25%).
+        outline: False: the image's features alone; True: the same VGG16 also reads the image's
+            outline map (`OutlineImage`: where the colour changes, drawn in grey), and its features
+            follow the image's, channel by channel: (B, h, w, 2c), the first c from the pixels
+            (colour and shape together), the last c from the outlines (shape without colour).
         name: the model's name.
 
     Call arguments:
         image: (B, S, S, 3) float32, already VGG16-preprocessed (see `image_inputs`).
 
     Returns:
-        A `keras.Model` mapping (B, S, S, 3) images to (B, h, w, c) features.
+        A `keras.Model` mapping (B, S, S, 3) images to (B, h, w, c) features ((B, h, w, 2c) with
+        `outline`).
 
     Example:
     ```python
@@ -97,7 +103,11 @@ def build_image_encoder(image_size=64, weights=None, trainable=False, feature_la
     if feature_layer != "block5_pool":
         vgg = keras.Model(vgg.input, vgg.get_layer(feature_layer).output, name="vgg16")
     image = keras.Input((image_size, image_size, 3), name="image")
-    features = vgg(image, training=False if not trainable else None)  # (B, h, w, 512)
+    features = vgg(image, training=False if not trainable else None)  # (B, h, w, c)
+    if outline:
+        outlines = OutlineImage(VGG16_BGR_MEAN, name="outline_image")(image)
+        features = keras.layers.Concatenate(name="with_outline_features")(
+            [features, vgg(outlines, training=False if not trainable else None)])     # (B, h, w, 2c)
     return keras.Model(image, features, name=name)
 
 

@@ -1,10 +1,11 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels, question-conditioned graph attention, word glimpses, the attribute probes' and grounding losses."""
+coordinate channels, outline maps, question-conditioned graph attention, word glimpses, the attribute probes' and grounding losses."""
 
 from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
 from vlm_keras.layers.grounding_loss import GroundingLoss
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
+from vlm_keras.layers.outline_image import OutlineImage
 from vlm_keras.layers.positional_embedding import PositionalEmbedding
 from vlm_keras.layers.question_graph_attention import QuestionGraphAttention
 from vlm_keras.layers.region_embedding import RegionEmbedding
@@ -18,6 +19,7 @@ __all__ = [
     "CoordinateChannels",
     "GroundingLoss",
     "MultiHeadAttention",
+    "OutlineImage",
     "PositionalEmbedding",
     "QuestionGraphAttention",
     "RegionEmbedding",

@@ -65,7 +65,8 @@ _ASKED_DIRECTIONS = 4
 def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, embed_dim=128,
                    units=256, fusion_dim=512, attention_dim=256, glimpses=4, region_filters=64,
                    region_layers=4, region_cells=8, cell_channels=32, image_dropout=0.0, dropout=0.3,
-                   graph_units=64, graph_rounds=2, region_appearance=0, word_glimpses=0, name="vqa_head"):
+                   graph_units=64, graph_rounds=2, region_appearance=0, word_glimpses=0, outline_stream=False,
+                   name="vqa_head"):
     """Image features + question tokens -> answer logits, as a functional model.
 
     Args:
@@ -100,6 +101,9 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
             (`WordGlimpses`; 0: none; "attention" and "graph"): they join the question's glimpses,
             and where they landed (each one's row and column) joins the fusion, so that a question
             naming two objects can compare where each lies.
+        outline_stream: the grid is the pixels' features, then the outlines' (`build_image_encoder(
+            outline=True)`): the region convolutions read the outlines (no colour), the appearance
+            stream the pixels, so no learned feature binds a shape to its colours (README).
         name: the model's name.
 
     Call arguments:
@@ -131,6 +135,11 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     if not scene_graph and len(feature_shape) != 3:
         raise ValueError(f"feature_shape {tuple(feature_shape)}: expected an image grid (h, w, c) or "
                          "scene graph nodes (N, features)")
+    if outline_stream and model_type != "question_only" and (scene_graph or feature_shape[-1] % 2 or not region_appearance):
+        raise ValueError(f"outline_stream reads a grid of the pixels' and the outlines' features, as many channels each "
+                         f"(build_image_encoder(outline=True)), the colours through the appearance stream: give "
+                         f"region_appearance; received feature_shape {tuple(feature_shape)}, region_appearance "
+                         f"{region_appearance!r}")
     image_features = keras.Input(tuple(feature_shape), name="image_features")     # (B, h, w, c)
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")  # (B, T)
     if model_type == "question_only":
@@ -143,7 +152,7 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     else:
         image_branch = _image_branch(model_type, feature_shape, units, attention_dim, region_filters,
                                      region_layers, region_cells, cell_channels, image_dropout,
-                                     region_appearance, word_glimpses)
+                                     region_appearance, word_glimpses, outline_stream)
     answer_branch = _answer_branch(model_type, question_vocab_size, num_answers, image_branch,
                                    embed_dim, units, fusion_dim, attention_dim, glimpses, dropout, graph_units,
                                    graph_rounds, word_glimpses)
@@ -154,14 +163,18 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
 
 
 def _image_branch(model_type, feature_shape, units, attention_dim, region_filters, region_layers, region_cells,
-                  cell_channels, image_dropout, region_appearance=0, word_glimpses=0):
+                  cell_channels, image_dropout, region_appearance=0, word_glimpses=0, outline_stream=False):
     """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)
     [, their positions (B, R, 2)]]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
-    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells)(
+    half = feature_shape[-1] // 2
+    # With the outline stream: the convolutions read the outlines' half, the appearance the pixels'.
+    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells,
+                                channels=(half, 2 * half) if outline_stream else None)(
         image_features)                                                            # (B, h', w', F + 2)
     if region_appearance:
-        grid = _with_appearance(image_features, grid, region_appearance)          # (B, h', w', C + F + 2)
+        pixels = image_features[..., :half] if outline_stream else image_features
+        grid = _with_appearance(pixels, grid, region_appearance)                  # (B, h', w', C + F + 2)
     cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
     pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
     if image_dropout:
@@ -171,9 +184,8 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
     if model_type in ("attention", "graph"):
         outputs.append(RegionEmbedding(attention_dim, name="regions")(grid))      # (B, R, A)
     if _reads_positions(model_type, word_glimpses):
-        height, width = grid.shape[1], grid.shape[2]
         # The region encoder's last two channels: each cell's row and column.
-        outputs.append(keras.layers.Reshape((height * width, 2), name="region_positions")(grid[..., -2:]))
+        outputs.append(keras.layers.Reshape((grid.shape[1] * grid.shape[2], 2), name="region_positions")(grid[..., -2:]))
     return keras.Model(image_features, outputs, name="image_branch")
 
 
@@ -264,14 +276,10 @@ def _answer_branch(model_type, question_vocab_size, num_answers, image_branch, e
                   keras.layers.Flatten(name="word_glimpses_where")(where)]       # (B, W 2)
         if word_glimpses > 1:
             # Where one named object lies from another, along directions the question's words pick
-            # ("left of": the column axis, pointing left): products a plain Dense over the fusion
-            # would have to learn. The question's LSTM state does not keep the relation word (most
-            # questions never need it), so the directions come from the words: each word owns K
-            # directions (`word_directions`) and a question's are the sum of its words', free in
-            # length, so that "left of" and "right of" can come to point opposite ways. Made from
-            # the words' mean embedding by one Dense and normalised to unit length, they did not
-            # turn round with the relation word in a head trained from pixels, whose glimpses landed
-            # on the right objects (benchmarks/vqa_question_forms.py prints both).
+            # ("left of": the column axis, pointing left). The LSTM state does not keep the relation
+            # word, so each word owns K directions (`word_directions`), a question's are the sum of
+            # its words', free in length so "left of" and "right of" can point opposite ways (unit
+            # directions from the mean embedding did not turn round: benchmarks/vqa_question_forms.py).
             pairs = [(i, j) for i in range(word_glimpses) for j in range(i + 1, word_glimpses)]
             offsets = keras.ops.stack([where[:, i] - where[:, j] for i, j in pairs], axis=1)   # (B, P, 2)
             per_word = keras.layers.Embedding(question_vocab_size, 2 * _ASKED_DIRECTIONS,

@@ -51,6 +51,9 @@ def train_vqa(data=None, *, config=None, **options):
             grounding_loss: weight of the word glimpses' grounding loss, which teaches glimpse k
                 where the k-th object a question names is, from the synthetic scenes' annotations
                 (0, the default: none; needs a head with `word_glimpses`);
+            outline: the encoder also reads each image's outline map, and the head's region
+                convolutions read only those features (shape without colour) while its appearance
+                stream reads the pixels' (False, the default; needs `region_appearance`);
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
@@ -133,7 +136,7 @@ def _train(run):
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
         head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), train_examples[0].shape[1:],
-                              **config.model_options)
+                              outline_stream=config.outline and not oracle, **config.model_options)
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2],
                                         attribute_loss=config.attribute_loss, grounding_loss=config.grounding_loss)

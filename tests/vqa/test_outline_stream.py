@@ -1,0 +1,78 @@
+"""The VQA head's outline stream (`outline=True`): which half of the grid each stream reads, the errors,
+and train_vqa with the .keras folder and the SavedModel."""
+
+import keras
+import numpy as np
+import pytest
+
+from vlm_keras.vqa.models import build_vqa_head
+
+from tests.helpers import serve_vqa_export
+
+
+def test_the_convolutions_read_the_outlines_and_the_appearance_the_pixels():
+    keras.utils.set_random_seed(0)
+    head = build_vqa_head("attention", 12, 4, (16, 16, 10), units=16, attention_dim=16, region_filters=8,
+                          region_appearance=4, outline_stream=True)
+    image_branch = head.get_layer("image_branch")
+    joined = keras.Model(image_branch.input, image_branch.get_layer("regions_with_appearance").output)
+
+    def appearance(features):
+        return np.asarray(joined(features))[..., :4]
+
+    def convolutions(features):
+        return np.asarray(joined(features))[..., 4:]
+
+    features = np.random.default_rng(0).random((1, 16, 16, 10), dtype=np.float32)
+    pixels_changed, outlines_changed = features.copy(), features.copy()
+    pixels_changed[..., :5] += 2.0
+    outlines_changed[..., 5:] += 2.0
+    np.testing.assert_allclose(convolutions(pixels_changed), convolutions(features), atol=1e-6)
+    np.testing.assert_allclose(appearance(outlines_changed), appearance(features), atol=1e-6)
+    assert np.abs(convolutions(outlines_changed) - convolutions(features)).max() > 1e-3
+    assert np.abs(appearance(pixels_changed) - appearance(features)).max() > 1e-3
+    # The normalisation still sees every channel (adapt_region_encoder adapts it on the whole grid).
+    assert image_branch.get_layer("region_encoder").get_layer("feature_normalization").input.shape[-1] == 10
+
+
+@pytest.mark.parametrize("shape, options, message", [
+    ((16, 16, 5), dict(region_appearance=4), "as many channels each"),
+    ((16, 16, 6), dict(), "give region_appearance"),
+    ((8, 15), dict(region_appearance=4), "as many channels each"),      # scene graph nodes
+])
+def test_head_errors(shape, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_vqa_head("attention", 12, 4, shape, outline_stream=True, **options)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(outline=True), "give region_appearance"),
+    (dict(outline=True, visual_input="scene_graph", model_options={"region_appearance": 8}), "reads no images"),
+    (dict(model_options={"outline_stream": True, "region_appearance": 8}), "give outline=True"),
+])
+def test_config_errors_before_any_work(options, message):
+    from vlm_keras.config import VQAConfig
+
+    with pytest.raises(ValueError, match=message):
+        VQAConfig.from_options(**options)
+
+
+def test_train_vqa_with_the_outline_stream(vqa_dir, tmp_path):
+    from vlm_keras import train_vqa
+    from vlm_keras.data.formats.vqa import load_vqa_split
+    from vlm_keras.vqa import VQAModel
+
+    result = train_vqa(data=str(vqa_dir), model="attention", outline=True, region_appearance=8, epochs=1,
+                       batch_size=32, out=tmp_path / "model", eval_splits=("test",), verbose=0, embed_dim=8,
+                       units=16, fusion_dim=32, attention_dim=16)
+    assert 0.0 <= result.metrics["accuracy_test"] <= 1.0
+    encoder = result.model.get_layer("image_encoder")
+    assert "outline_image" in [layer.name for layer in encoder.layers]
+    assert encoder.output_shape[-1] == 2 * 128                       # block2_pool: 128 from each image
+    assert '"outline": true' in (tmp_path / "model" / "config.json").read_text()
+    test = load_vqa_split(vqa_dir, "test")
+    images, questions = test.image_paths[:3], test.questions[:3]
+    expected = [a["answer"] for a in result.answer(images, questions)]
+    assert [a["answer"] for a in VQAModel.load(tmp_path / "model").answer(images, questions)] == expected
+    served = serve_vqa_export(result.export(tmp_path / "export"), images, questions, cwd=tmp_path)
+    assert served["answers"] == expected and not served["vlm_keras"]
