@@ -110,7 +110,7 @@ class TrainingRun:
         config = self.config
         with self.scope():
             return build_image_encoder(config.image_size, weights=config.weights, trainable=trainable,
-                                       feature_layer=config.feature_layer, outline=config.outline)
+                                       feature_layer=config.feature_layer, outline=config.resolved_outline)
 
     def features(self, encoder, image_paths, what):
         """The frozen encoder's features of `image_paths`, computed once, as one tensor, in
@@ -122,7 +122,7 @@ class TrainingRun:
                 with dtype_policy(config.feature_precision):
                     self._feature_encoder = build_image_encoder(config.image_size, weights=None,
                                                                 feature_layer=config.feature_layer,
-                                                                outline=config.outline)
+                                                                outline=config.resolved_outline)
                 self._feature_encoder.set_weights(encoder.get_weights())
             encoder = self._feature_encoder
         return cached_features(encoder, image_paths, config.image_size, verbose=self.verbose, what=what)

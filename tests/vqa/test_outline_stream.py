@@ -45,8 +45,27 @@ def test_head_errors(shape, options, message):
         build_vqa_head("attention", 12, 4, shape, outline_stream=True, **options)
 
 
+@pytest.mark.parametrize("options, expected", [
+    (dict(), True),                                                  # the default head: attention
+    (dict(model="graph"), False),
+    (dict(model="concat"), False),
+    (dict(model="question_only"), False),
+    (dict(visual_input="scene_graph"), False),
+    (dict(outline=False), False),
+    (dict(model="graph", outline=True), True),
+])
+def test_the_attention_head_reads_the_outlines_by_default(options, expected):
+    from vlm_keras.config import VQAConfig
+
+    config = VQAConfig.from_options(**options)
+    assert config.resolved_outline is expected and config.record()["outline"] is expected
+    # A config made from another keeps choosing by its own head.
+    assert VQAConfig.from_options(config=config, model="concat").resolved_outline is bool(options.get("outline"))
+
+
 @pytest.mark.parametrize("options, message", [
-    (dict(outline=True), "give region_appearance"),
+    (dict(region_appearance=0), "region_appearance cannot be 0"),
+    (dict(outline=True, model="graph", region_appearance=0), "region_appearance cannot be 0"),
     (dict(outline=True, visual_input="scene_graph", model_options={"region_appearance": 8}), "reads no images"),
     (dict(model_options={"outline_stream": True, "region_appearance": 8}), "give outline=True"),
 ])
@@ -76,3 +95,14 @@ def test_train_vqa_with_the_outline_stream(vqa_dir, tmp_path):
     assert [a["answer"] for a in VQAModel.load(tmp_path / "model").answer(images, questions)] == expected
     served = serve_vqa_export(result.export(tmp_path / "export"), images, questions, cwd=tmp_path)
     assert served["answers"] == expected and not served["vlm_keras"]
+
+
+@pytest.mark.parametrize("argv, expected", [([], None), (["--outline"], True), (["--no-outline"], False)])
+def test_the_command_line_turns_it_on_or_off(argv, expected):
+    import argparse
+
+    from vlm_keras.config import VQAConfig, add_arguments, from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, VQAConfig)
+    assert from_arguments(VQAConfig, parser.parse_args(argv)).outline is expected

@@ -53,7 +53,9 @@ def train_vqa(data=None, *, config=None, **options):
                 (0, the default: none; needs a head with `word_glimpses`);
             outline: the encoder also reads each image's outline map, and the head's region
                 convolutions read only those features (shape without colour) while its appearance
-                stream reads the pixels' (False, the default; needs `region_appearance`);
+                stream reads the pixels' (`region_appearance`, 32 unless given). By default (None) on
+                for the attention head, off for the others, whose benchmarks were run without it;
+
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
@@ -135,8 +137,11 @@ def _train(run):
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
+        outline = config.resolved_outline
+        # With the outline stream the colours come from the appearance stream.
+        options = dict({"region_appearance": 32} if outline else {}, **config.model_options)
         head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), train_examples[0].shape[1:],
-                              outline_stream=config.outline and not oracle, **config.model_options)
+                              outline_stream=outline, **options)
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2],
                                         attribute_loss=config.attribute_loss, grounding_loss=config.grounding_loss)
