@@ -37,22 +37,27 @@ def objects(images_dir, scenes, image_ids):
 def windows(grid, items, paths):
     """(M, h, w, c) grids of `paths` -> (objects, WINDOW * WINDOW * c): each object's window."""
     index = {p: k for k, p in enumerate(paths)}
-    height, width = grid.shape[1:3]
     pad = WINDOW // 2
     padded = np.pad(grid, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     rows = []
-    for path, (y, x), *_ in items:
-        r, c = min(int(y * height), height - 1), min(int(x * width), width - 1)
+    for path, centre, *_ in items:
+        r, c = centre_cell(centre, grid.shape[1:3])
         rows.append(padded[index[path], r:r + WINDOW, c:c + WINDOW].reshape(-1))
     return np.stack(rows)
+
+
+def centre_cell(centre, grid_shape):
+    """(row, column) of the cell of an (h, w) grid that holds a centre given in 0..1 (as
+    `scene_graphs.region_attribute_maps` places an object)."""
+    (y, x), (height, width) = centre, grid_shape
+    return min(int(y * height), height - 1), min(int(x * width), width - 1)
 
 
 def centre_regions(regions, grid_shape, items, paths):
     """(M, R, A) region vectors -> (objects, A): the region of each object's centre."""
     index = {p: k for k, p in enumerate(paths)}
-    height, width = grid_shape
-    return np.stack([regions[index[path], min(int(y * height), height - 1) * width + min(int(x * width), width - 1)]
-                     for path, (y, x), *_ in items])
+    cells = [centre_cell(centre, grid_shape) for _, centre, *_ in items]
+    return np.stack([regions[index[item[0]], r * grid_shape[1] + c] for item, (r, c) in zip(items, cells)])
 
 
 def probe(train_x, train_y, test_x, classes, seed=0):

@@ -55,7 +55,6 @@ def train_vqa(data=None, *, config=None, **options):
                 convolutions read only those features (shape without colour) while its appearance
                 stream reads the pixels' (`region_appearance`, 32 unless given). By default (None) on
                 for the attention head, off for the others, whose benchmarks were run without it;
-
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
