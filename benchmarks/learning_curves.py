@@ -14,9 +14,12 @@ training image has (`HELDOUT_PAIRS`).
 
 A model is the trainer's model type with options after "+": `attention+region_appearance=32`
 is `train_vqa(model="attention", region_appearance=32)`; `attention+outline=false` is the
-attention head as it was before it read the outline maps (`outline`, its default now). The
-defaults are the README's benchmark settings (VQA: 12,000 scenes, 12 epochs; captioning and retrieval: 6,000 scenes, their demo's
-epochs), and four sizes from an eighth of them.
+attention head as it was before it read the outline maps (`outline`, its default now);
+`lstm+outline=true+outline_stream=true+region_appearance=32` is the LSTM captioner whose region
+convolutions read the outline maps and whose appearance stream reads the pixels ("default": the
+trainer's default model type, for retrieval). The defaults are the README's benchmark settings
+(VQA: 12,000 scenes, 12 epochs; captioning and retrieval: 6,000 scenes, their demo's epochs), and
+four sizes from an eighth of them.
 
 Scores: VQA accuracy (official), captioning CIDEr-D and BLEU-4 (COCO), retrieval R@1 (both
 directions, their mean is the score). Every run appends one JSON line to --out, and a run already
@@ -39,10 +42,13 @@ import numpy as np
 DEFAULT_SIZES = {"vqa": (1500, 3000, 6000, 12000), "captioning": (750, 1500, 3000, 6000),
                  "retrieval": (750, 1500, 3000, 6000)}
 DEFAULT_EPOCHS = {"vqa": 12, "captioning": 6, "retrieval": 10}
-# VQA: the attention head before and after issue 20 (`train_vqa()`'s default now reads the outlines),
-# named by their options so that the lines keep their meaning whatever the defaults become.
+# Each task's model before and after issue 20, named by their options so that the lines keep their
+# meaning whatever the defaults become: the VQA attention head (`train_vqa()`'s default now reads the
+# outlines), and the captioner and the retrieval model with the same outline stream.
+OUTLINE_STREAM = "outline=true+outline_stream=true+region_appearance=32"
 DEFAULT_MODELS = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true"),
-                  "captioning": ("lstm",), "retrieval": ("default",)}
+                  "captioning": ("lstm", f"lstm+{OUTLINE_STREAM}"),
+                  "retrieval": ("default", f"default+{OUTLINE_STREAM}")}
 
 
 def per_task(text, parse, defaults):

@@ -11,7 +11,8 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "learning_
 
 def run(tmp_path, *args):
     out = subprocess.run([sys.executable, str(SCRIPT), "--tasks", "retrieval", "--sizes", "retrieval=40,60",
-                          "--epochs", "retrieval=1", "--seeds", "0", "--data-root", str(tmp_path / "data"),
+                          "--epochs", "retrieval=1", "--seeds", "0", "--models", "retrieval=default",
+                          "--data-root", str(tmp_path / "data"),
                           "--out", str(tmp_path / "curves.jsonl"), *args],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -10,12 +10,32 @@ from vlm_keras.vqa.models import build_vqa_head
 from tests.helpers import serve_vqa_export
 
 
-def test_the_convolutions_read_the_outlines_and_the_appearance_the_pixels():
-    keras.utils.set_random_seed(0)
+def _vqa_image_branch():
     head = build_vqa_head("attention", 12, 4, (16, 16, 10), units=16, attention_dim=16, region_filters=8,
                           region_appearance=4, outline_stream=True)
-    image_branch = head.get_layer("image_branch")
-    joined = keras.Model(image_branch.input, image_branch.get_layer("regions_with_appearance").output)
+    return head.get_layer("image_branch")
+
+
+def _lstm_captioner():
+    from vlm_keras.captioning.models import build_lstm_decoder
+
+    return build_lstm_decoder(12, (16, 16, 10), embed_dim=8, units=8, region_filters=8, region_appearance=4,
+                              outline_stream=True)
+
+
+def _retrieval_tower():
+    from vlm_keras.retrieval.models import build_image_tower
+
+    return build_image_tower((16, 16, 10), embed_dim=8, hidden_dim=8, attention_dim=8, grid_pool=1,
+                             region_layers=2, region_filters=8, region_appearance=4, outline_stream=True)
+
+
+@pytest.mark.parametrize("build", [_vqa_image_branch, _lstm_captioner, _retrieval_tower],
+                         ids=["vqa", "lstm captioner", "retrieval tower"])
+def test_the_convolutions_read_the_outlines_and_the_appearance_the_pixels(build):
+    keras.utils.set_random_seed(0)
+    model = build()
+    joined = keras.Model(model.inputs[0], model.get_layer("regions_with_appearance").output)
 
     def appearance(features):
         return np.asarray(joined(features))[..., :4]
@@ -32,7 +52,7 @@ def test_the_convolutions_read_the_outlines_and_the_appearance_the_pixels():
     assert np.abs(convolutions(outlines_changed) - convolutions(features)).max() > 1e-3
     assert np.abs(appearance(pixels_changed) - appearance(features)).max() > 1e-3
     # The normalisation still sees every channel (adapt_region_encoder adapts it on the whole grid).
-    assert image_branch.get_layer("region_encoder").get_layer("feature_normalization").input.shape[-1] == 10
+    assert model.get_layer("region_encoder").get_layer("feature_normalization").input.shape[-1] == 10
 
 
 @pytest.mark.parametrize("shape, options, message", [

@@ -21,12 +21,14 @@ vocabulary) and fix each of those:
 import keras
 
 from vlm_keras.config import CAPTIONER_TYPES, check_model_options
-from vlm_keras.encoders.regions import build_region_encoder
-from vlm_keras.layers import PositionalEmbedding, RegionEmbedding, ScaledDotProductAttention, TransformerDecoderBlock
+from vlm_keras.encoders.regions import build_region_encoder, region_grid
+from vlm_keras.layers import (PositionalEmbedding, RegionEmbedding, ScaledDotProductAttention, TransformerDecoderBlock,
+                              WordDropout)
 
 
 def build_lstm_decoder(vocab_size, feature_shape, embed_dim=256, units=256, num_layers=2,
-                       dropout=0.2, region_layers=2, region_filters=64, region_cells=4, name="caption_decoder"):
+                       dropout=0.2, region_layers=2, region_filters=64, region_cells=4, region_appearance=0,
+                       outline_stream=False, word_dropout=0.0, name="caption_decoder"):
     """Image features + caption prefix -> next-token logits, as a functional model.
 
     Args:
@@ -42,6 +44,11 @@ def build_lstm_decoder(vocab_size, feature_shape, embed_dim=256, units=256, num_
             bring the grid to at most 4x4 cells of 64 before it is flattened (block3_pool's 8x8x256
             flattened directly has 16,384 values per image for 4,800 training images, and overfits:
             test BLEU-4 0.516 against 0.627 with the convolutions, README). 0 layers: none.
+        region_appearance, outline_stream: each region's appearance stream (channels; 0: none)
+            and the outline split (the convolutions read the outline features, the appearance
+            stream the pixels'): `vlm_keras.encoders.regions.region_grid`.
+        word_dropout: in training, the probability that a word of the caption prefix is fed as
+            the unknown token (`WordDropout`; 0: none).
         name: the model's name.
 
     Call arguments:
@@ -57,14 +64,16 @@ def build_lstm_decoder(vocab_size, feature_shape, embed_dim=256, units=256, num_
     caption_tokens = keras.Input((None,), dtype="int32", name="caption_tokens")  # (B, T)
 
     # Statistics per grid cell and channel: the grid is flattened, every cell keeps its place.
-    regions = build_region_encoder(feature_shape, region_layers, region_filters, region_cells,
-                                   normalization_axis=(1, 2, 3))(image_features)   # (B, h', w', d + 2)
+    regions = region_grid(image_features, feature_shape, region_layers, region_filters, region_cells,
+                          normalization_axis=(1, 2, 3), appearance=region_appearance,
+                          outline_stream=outline_stream)                        # (B, h', w', [C +] d + 2)
     x = keras.layers.Flatten(name="flatten_grid")(regions)                      # (B, h'*w'*(d + 2))
     x = keras.layers.Dropout(dropout, name="feature_dropout")(x)
     image_vector = keras.layers.Dense(units, activation="relu", name="image_projection")(x)  # (B, U)
 
+    tokens = WordDropout(word_dropout, name="word_dropout")(caption_tokens) if word_dropout else caption_tokens
     seq = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True,
-                                 name="token_embedding")(caption_tokens)         # (B, T, E)
+                                 name="token_embedding")(tokens)                 # (B, T, E)
     for i in range(num_layers):
         h0 = keras.layers.Dense(units, activation="tanh", name=f"initial_h_{i}")(image_vector)
         c0 = keras.layers.Dense(units, name=f"initial_c_{i}")(image_vector)

@@ -89,6 +89,48 @@ def build_region_encoder(feature_shape, region_layers=0, region_filters=64, regi
     return keras.Model(image_features, regions, name=name)
 
 
+def region_grid(image_features, feature_shape, region_layers=0, region_filters=64, region_cells=8,
+                normalization_axis=-1, appearance=0, outline_stream=False):
+    """The region encoder applied to `image_features`, with an appearance stream and the outline
+    split when asked: what every task's image side reads.
+
+    Args:
+        image_features: a (B, h, w, c) tensor of a functional model.
+        feature_shape: its shape without the batch, (h, w, c).
+        region_layers, region_filters, region_cells, normalization_axis: `build_region_encoder`'s.
+        appearance: channels of each region's appearance stream (0: none): a 1x1 convolution over
+            the frozen cells, averaged over the cells each region covers, joined to the region's
+            channels. It reads a cell's own colour and texture, which the 3x3 convolutions mix
+            with its neighbours' (the object's outline).
+        outline_stream: the grid holds the pixels' features, then as many of the outlines'
+            (`build_image_encoder(outline=True)`): the convolutions read the outlines (shape
+            without colour), the appearance stream the pixels (colour); needs `appearance`.
+
+    Returns:
+        (B, h', w', appearance + d + 2): the appearance channels first (if any), each cell's row
+        and column last.
+    """
+    channels = int(feature_shape[-1])
+    if int(appearance) != appearance or appearance < 0:
+        raise ValueError(f"region_appearance must be an integer >= 0; received {appearance!r}")
+    if outline_stream and (channels % 2 or not appearance):
+        raise ValueError(f"outline_stream reads a grid of the pixels' and the outlines' features, as many channels "
+                         f"each (build_image_encoder(outline=True)), the colours through the appearance stream: "
+                         f"give region_appearance > 0; received {channels} channels, region_appearance "
+                         f"{appearance!r}")
+    half = channels // 2
+    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells, normalization_axis,
+                                channels=(half, channels) if outline_stream else None)(image_features)
+    if not appearance:
+        return grid                                                                # (B, h', w', d + 2)
+    pixels = image_features[..., :half] if outline_stream else image_features
+    stride = (-(-int(feature_shape[0]) // grid.shape[1]), -(-int(feature_shape[1]) // grid.shape[2]))
+    x = keras.layers.BatchNormalization(synchronized=True, name="appearance_norm")(pixels)
+    x = keras.layers.Conv2D(int(appearance), 1, activation="relu", name="appearance_conv")(x)   # (B, h, w, C)
+    x = keras.layers.AveragePooling2D(stride, strides=stride, padding="same", name="appearance_pool")(x)
+    return keras.layers.Concatenate(name="regions_with_appearance")([x, grid])  # (B, h', w', C + d + 2)
+
+
 def region_encoder_of(model):
     """The region encoder inside a task's model (searched through its sub-models; the model
     itself if it is one), or None for models saved before it existed and heads without an image

@@ -1,5 +1,5 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels, outline maps, question-conditioned graph attention, word glimpses, the attribute probes' and grounding losses."""
+coordinate channels, outline maps, question-conditioned graph attention, word glimpses, word dropout, the attribute probes' and grounding losses."""
 
 from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
@@ -12,6 +12,7 @@ from vlm_keras.layers.region_embedding import RegionEmbedding
 from vlm_keras.layers.scaled_cosine_similarity import ScaledCosineSimilarity
 from vlm_keras.layers.scaled_dot_product_attention import ScaledDotProductAttention
 from vlm_keras.layers.transformer_decoder_block import TransformerDecoderBlock
+from vlm_keras.layers.word_dropout import WordDropout
 from vlm_keras.layers.word_glimpses import WordGlimpses
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "ScaledCosineSimilarity",
     "ScaledDotProductAttention",
     "TransformerDecoderBlock",
+    "WordDropout",
     "WordGlimpses",
 ]

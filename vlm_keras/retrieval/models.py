@@ -19,13 +19,13 @@ import tensorflow as tf
 from keras import ops
 
 from vlm_keras.config import IMAGE_POOLING
-from vlm_keras.encoders.regions import adapt_region_encoder, build_region_encoder
+from vlm_keras.encoders.regions import adapt_region_encoder, region_grid
 from vlm_keras.layers import RegionEmbedding, ScaledCosineSimilarity, ScaledDotProductAttention
 
 
 def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_pool="auto", hidden_dim=512,
                       attention_dim=256, glimpses=2, dropout=0.5, region_layers=0, region_filters=64,
-                      region_cells=8, name="image_tower"):
+                      region_cells=8, region_appearance=0, outline_stream=False, name="image_tower"):
     """Encoder features -> an L2-normalised image embedding, as a functional model.
 
     Args:
@@ -48,6 +48,9 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
         region_layers, region_filters, region_cells: the learned stage of the region encoder
             (`vlm_keras.encoders.regions.build_region_encoder`, after the grid pooling; 0 layers:
             none).
+        region_appearance, outline_stream: each region's appearance stream (channels; 0: none)
+            and the outline split (the convolutions read the outline features, the appearance
+            stream the pixels'): `vlm_keras.encoders.regions.region_grid`.
         name: the model's name.
 
     Call arguments:
@@ -68,8 +71,9 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
         grid = keras.layers.MaxPooling2D(grid_pool, name="grid_pool")(grid)        # (B, h/p, w/p, c)
     # Statistics per grid cell and channel for the flattened grid (as the captioner's), per channel
     # for the readers that compare cells.
-    grid = build_region_encoder(grid.shape[1:], region_layers, region_filters, region_cells,
-                                normalization_axis=(1, 2, 3) if pooling == "flatten" else -1)(grid)
+    grid = region_grid(grid, grid.shape[1:], region_layers, region_filters, region_cells,
+                       normalization_axis=(1, 2, 3) if pooling == "flatten" else -1,
+                       appearance=region_appearance, outline_stream=outline_stream)
     if pooling == "flatten":
         x = keras.layers.Flatten(name="flatten_grid")(grid)                           # (B, h*w*(d + 2))
     else:

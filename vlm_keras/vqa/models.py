@@ -53,7 +53,7 @@ sum of the present nodes (so it counts).
 import keras
 
 from vlm_keras.config import VQA_TYPES
-from vlm_keras.encoders.regions import build_region_encoder, region_grid_shape
+from vlm_keras.encoders.regions import region_grid, region_grid_shape
 from vlm_keras.layers import QuestionGraphAttention, RegionEmbedding, ScaledDotProductAttention, WordGlimpses
 from vlm_keras.vqa.scene_graphs import ATTRIBUTE_WIDTH, NODE_FEATURES, POSITION_SLICE, PRESENT_INDEX
 
@@ -167,14 +167,9 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
     """(B, h, w, c) grid -> pooled image vector (B, units) [, regions (B, R, attention_dim)
     [, their positions (B, R, 2)]]."""
     image_features = keras.Input(tuple(feature_shape), name="image_features")
-    half = feature_shape[-1] // 2
     # With the outline stream: the convolutions read the outlines' half, the appearance the pixels'.
-    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells,
-                                channels=(half, 2 * half) if outline_stream else None)(
-        image_features)                                                            # (B, h', w', F + 2)
-    if region_appearance:
-        pixels = image_features[..., :half] if outline_stream else image_features
-        grid = _with_appearance(pixels, grid, region_appearance)                  # (B, h', w', C + F + 2)
+    grid = region_grid(image_features, feature_shape, region_layers, region_filters, region_cells,
+                       appearance=region_appearance, outline_stream=outline_stream)   # (B, h', w', [C +] F + 2)
     cells = keras.layers.Conv2D(cell_channels, 1, activation="relu", name="cell_reduction")(grid)
     pooled = keras.layers.Flatten(name="pooled_image")(cells)                   # (B, h' w' C)
     if image_dropout:
@@ -187,19 +182,6 @@ def _image_branch(model_type, feature_shape, units, attention_dim, region_filter
         # The region encoder's last two channels: each cell's row and column.
         outputs.append(keras.layers.Reshape((grid.shape[1] * grid.shape[2], 2), name="region_positions")(grid[..., -2:]))
     return keras.Model(image_features, outputs, name="image_branch")
-
-
-def _with_appearance(image_features, grid, channels):
-    """Joins each region of `grid` (B, h', w', F + 2) with the mean of 1x1 convolutions over the
-    frozen cells it covers: (B, h', w', channels + F + 2), the row and column still last."""
-    if int(channels) != channels or channels < 0:
-        raise ValueError(f"region_appearance must be an integer >= 0; received {channels!r}")
-    height, width = image_features.shape[1], image_features.shape[2]
-    stride = (-(-height // grid.shape[1]), -(-width // grid.shape[2]))
-    x = keras.layers.BatchNormalization(synchronized=True, name="appearance_norm")(image_features)
-    x = keras.layers.Conv2D(int(channels), 1, activation="relu", name="appearance_conv")(x)   # (B, h, w, C)
-    x = keras.layers.AveragePooling2D(stride, strides=stride, padding="same", name="appearance_pool")(x)
-    return keras.layers.Concatenate(name="regions_with_appearance")([x, grid])
 
 
 def _scene_graph_branch(model_type, feature_shape, units, attention_dim, word_glimpses=0):
