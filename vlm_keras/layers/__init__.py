@@ -1,5 +1,6 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
-coordinate channels, outline maps, question-conditioned graph attention, word glimpses, word dropout, the attribute probes' and grounding losses."""
+coordinate channels, outline maps, question-conditioned graph attention, word glimpses, word
+dropout, the attribute probes' and grounding losses."""
 
 from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels

@@ -12,10 +12,12 @@ class WordDropout(keras.layers.Layer):
 
     Word dropout (Bowman et al., 2016, "Generating sentences from a continuous space"): a decoder fed
     the caption so far learns to lean on the previous words; with some of them unknown it must
-    read the next word from the image more often. On the scenes this matters for pairs never seen
-    in training: after "red" a captioner has only ever written the shapes seen red, and the image
-    has to overrule that habit. Only the decoder's input is changed, never the target words, so no
-    caption that training did not hold is made. Outside training the layer returns its input.
+    read the next word from the image more often. Tried on the scenes for pairs never seen in
+    training (after "red" a captioner has only ever written the shapes seen red): at rate 0.3 the
+    LSTM captioner lost on both splits in 6 epochs and its compositional gap did not narrow
+    (README, "Results" of the captioners). Only the decoder's input is changed, never the target
+    words, so no caption that training did not hold is made. Outside training the layer returns
+    its input.
 
     Args:
         rate: probability that a word is replaced, in [0, 1).
