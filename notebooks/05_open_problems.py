@@ -115,7 +115,7 @@ plt.show()
 # the mean over seeds, bands one standard deviation; dashed lines are the compositional split. Each task's
 # model before and after the outline stream (its region convolutions read the images' outline maps, a
 # stream of 1x1 convolutions the pixels): the VQA attention head as it was (`attention+outline=false`) and
-# as `train_vqa()` builds it now (measured at an eighth, a quarter and all of the data so far); the LSTM
+# as `train_vqa()` builds it now; the LSTM
 # captioner and the retrieval model with `outline=True, outline_stream=True, region_appearance=32` beside
 # their defaults.
 
