@@ -135,11 +135,10 @@ def build_vqa_head(model_type, question_vocab_size, num_answers, feature_shape, 
     if not scene_graph and len(feature_shape) != 3:
         raise ValueError(f"feature_shape {tuple(feature_shape)}: expected an image grid (h, w, c) or "
                          "scene graph nodes (N, features)")
-    if outline_stream and model_type != "question_only" and (scene_graph or feature_shape[-1] % 2 or not region_appearance):
+    # An image grid's outline stream is checked by `region_grid`; scene graph nodes have none.
+    if outline_stream and model_type != "question_only" and scene_graph:
         raise ValueError(f"outline_stream reads a grid of the pixels' and the outlines' features, as many channels each "
-                         f"(build_image_encoder(outline=True)), the colours through the appearance stream: give "
-                         f"region_appearance; received feature_shape {tuple(feature_shape)}, region_appearance "
-                         f"{region_appearance!r}")
+                         f"(build_image_encoder(outline=True)); received scene graph nodes {tuple(feature_shape)}")
     image_features = keras.Input(tuple(feature_shape), name="image_features")     # (B, h, w, c)
     question_tokens = keras.Input((None,), dtype="int32", name="question_tokens")  # (B, T)
     if model_type == "question_only":
