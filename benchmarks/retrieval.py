@@ -2,7 +2,7 @@
 
     python benchmarks/retrieval.py [--num-images 10000] [--epochs 10] [--image-size 64]
                                    [--feature-layer block3_pool] [--batch-size 256]
-                                   [--poolings attention,flatten,mean]
+                                   [--poolings attention,flatten,mean] [--no-outline]
 
 The pools: the scenes dataset written with `--num-images 10000` has a test split of 1,000 images
 (5,000 captions) and a compositional split of 1,000 images (colour-shape pairs never seen in
@@ -55,6 +55,8 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--poolings", default="attention", help="comma-separated: attention, flatten, mean")
+    parser.add_argument("--outline", action=argparse.BooleanOptionalAction, default=None,
+                        help="the outline stream (default: train_retrieval's, on for attention pooling)")
     args = parser.parse_args()
 
     data_dir = resolve_data_dir("scenes", num_images=args.num_images, seed=args.seed)
@@ -67,7 +69,7 @@ def main():
                                  image_size=args.image_size, feature_layer=args.feature_layer,
                                  batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, num_images=args.num_images,
-                                 seed=args.seed, verbose=1, eval_splits=SPLITS,
+                                 seed=args.seed, verbose=1, eval_splits=SPLITS, outline=args.outline,
                                  checkpoint_dir=tempfile.mkdtemp(prefix=f"bench_retrieval_{pooling}_"))
         row = dict(pooling=pooling, image_size=args.image_size, feature_layer=args.feature_layer,
                    batch_size=args.batch_size, **result.metrics)

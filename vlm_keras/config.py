@@ -137,6 +137,20 @@ class RunConfig:
         """Whether the encoder reads the outline maps too (a task may choose by default)."""
         return bool(self.outline)
 
+    def stream_options(self, takes_stream=True):
+        """`model_options` with the outline stream's defaults for a builder that takes `outline_stream`:
+        when the encoder reads the outlines, the region convolutions read them (outline_stream) and a
+        32-channel appearance stream the pixels (region_appearance), unless given."""
+        options = dict(self.model_options)
+        if takes_stream and self.resolved_outline and options.setdefault("outline_stream", True):
+            options.setdefault("region_appearance", 32)
+        return options
+
+    def _check_outline_stream(self):
+        if self.model_options.get("outline_stream") and not self.resolved_outline:
+            raise ValueError("outline_stream reads the outline maps' half of the features: give outline=True "
+                             "(--outline) too")
+
     def __post_init__(self):
         if self.data in SCENES_NAMES[1:]:
             self.data = SCENES_NAMES[0]
@@ -227,6 +241,11 @@ class CaptionerConfig(RunConfig):
                                     "highest val_cider_d (COCO CIDEr-D of greedy captions of the val split, "
                                     "as LAVIS selects)", choices=("val_loss", "val_cider_d"))
 
+    outline: bool = option(None, "the encoder also reads each image's outline map (where the colour changes, in "
+                           "grey), and the LSTM captioner's region convolutions read the outlines (shape without "
+                           "colour) and its appearance stream the pixels (outline_stream and region_appearance=32 "
+                           "unless given). Default: on for the LSTM captioner, off for the others")
+
     TASK: ClassVar[str] = "captioning"
     LEARNING_RATES: ClassVar[dict] = {"lstm": 3e-3, "attention": 3e-3, "transformer": 1e-3}
 
@@ -234,8 +253,17 @@ class CaptionerConfig(RunConfig):
     def resolved_learning_rate(self):
         return self.learning_rate if self.learning_rate is not None else self.LEARNING_RATES[self.model]
 
+    @property
+    def resolved_outline(self):
+        """`outline`, or by default: on for the LSTM captioner (better on both splits; README, the
+        captioners' results), off for the others."""
+        if self.outline is None:
+            return self.model == "lstm"
+        return bool(self.outline)
+
     def validate(self):
         super().validate()
+        self._check_outline_stream()
         if self.bucket_by_length and self.fine_tune:
             raise ValueError("bucket_by_length batches cached features; it does not combine with fine_tune")
 
@@ -330,12 +358,28 @@ class RetrievalConfig(RunConfig):
     learning_rate: float = option(1e-3, "Adam's learning rate", parse=float)
     temperature: float = option(0.07, "the similarity's initial temperature (learned)")
     embed_dim: int = option(256, "size of the shared embedding space")
+    outline: bool = option(None, "the encoder also reads each image's outline map (where the colour changes, in "
+                           "grey), and the image tower's region convolutions read the outlines (shape without "
+                           "colour) and its appearance stream the pixels (outline_stream and region_appearance=32 "
+                           "unless given). Default: on for attention pooling, off for the others")
 
     TASK: ClassVar[str] = "retrieval"
 
     @property
     def resolved_learning_rate(self):
         return self.learning_rate
+
+    @property
+    def resolved_outline(self):
+        """`outline`, or by default: on for attention pooling (better on both splits; README, retrieval's
+        results), off for the others."""
+        if self.outline is None:
+            return self.pooling == "attention"
+        return bool(self.outline)
+
+    def validate(self):
+        super().validate()
+        self._check_outline_stream()
 
 
 TASK_CONFIGS = {"captioner": CaptionerConfig, "vqa": VQAConfig, "retrieval": RetrievalConfig}

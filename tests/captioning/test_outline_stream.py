@@ -39,27 +39,55 @@ def test_train_captioner_with_the_outline_stream_and_word_dropout(shapes_dir, tm
     assert got["captions"] == expected and not got["vlm_keras"]
 
 
-def test_train_retrieval_with_the_outline_stream(shapes_dir, tmp_path):
+def test_train_retrieval_with_the_outline_stream_and_the_word_bag(shapes_dir, tmp_path):
     from vlm_keras import load_model, train_retrieval
 
-    result = train_retrieval(data=str(shapes_dir), outline=True, outline_stream=True, region_appearance=8, epochs=1,
-                             batch_size=32, seed=0, verbose=0, eval_splits=(), out=tmp_path / "model",
-                             embed_dim=16, hidden_dim=32, attention_dim=16, word_dim=8, units=16)
+    # The outline stream is the default for attention pooling: outline, outline_stream and 32 channels.
+    result = train_retrieval(data=str(shapes_dir), word_bag=True, epochs=1, batch_size=32, seed=0, verbose=0,
+                             eval_splits=(), out=tmp_path / "model", embed_dim=16, hidden_dim=32, attention_dim=16,
+                             word_dim=8, units=16)
     tower = result.model.get_layer("dual_encoder").get_layer("image_tower")
     channels = result.model.get_layer("image_encoder").output_shape[-1]
     assert tower.get_layer("appearance_conv").input.shape[-1] == channels // 2
+    assert tower.get_layer("appearance_conv").filters == 32
+    assert result.text_tower.get_layer("word_bag_projection").units == 16
     images = coco.load_caption_split(shapes_dir, "test").image_paths[:3]
-    expected = result.embed_images(images)
-    np.testing.assert_allclose(load_model(tmp_path / "model").embed_images(images), expected, atol=1e-5)
+    texts = ["a red circle", "two blue squares and a zebra"]
+    expected, expected_texts = result.embed_images(images), result.embed_texts(texts)
+    reloaded = load_model(tmp_path / "model")
+    np.testing.assert_allclose(reloaded.embed_images(images), expected, atol=1e-5)
+    np.testing.assert_allclose(reloaded.embed_texts(texts), expected_texts, atol=1e-5)
     export = result.export(tmp_path / "export")
     got = run_python(textwrap.dedent(f"""
         import json
         import tensorflow as tf
-        embed = tf.saved_model.load({str(export)!r}).signatures["embed_image"]
+        model = tf.saved_model.load({str(export)!r})
         data = [open(p, "rb").read() for p in {images!r}]
-        print(json.dumps({{"images": embed(images=tf.constant(data))["embeddings"].numpy().tolist()}}))
+        images = model.signatures["embed_image"](images=tf.constant(data))["embeddings"]
+        texts = model.signatures["embed_text"](texts=tf.constant({texts!r}))["embeddings"]
+        print(json.dumps({{"images": images.numpy().tolist(), "texts": texts.numpy().tolist()}}))
     """), cwd=tmp_path)
     np.testing.assert_allclose(got["images"], expected, atol=1e-5)
+    np.testing.assert_allclose(got["texts"], expected_texts, atol=1e-5)
+
+
+@pytest.mark.parametrize("trainer", ["captioner", "retrieval"])
+def test_outline_defaults_and_errors(trainer):
+    from vlm_keras.config import CaptionerConfig, RetrievalConfig
+
+    config = {"captioner": CaptionerConfig, "retrieval": RetrievalConfig}[trainer]
+    assert config().resolved_outline and config().record()["outline"] is True
+    assert config().stream_options() == {"outline_stream": True, "region_appearance": 32}
+    assert config(outline=True, model_options={"region_appearance": 8}).stream_options() == {
+        "outline_stream": True, "region_appearance": 8}
+    # The outlines through the same convolutions as the pixels: no appearance stream unless given.
+    assert config(outline=True, model_options={"outline_stream": False}).stream_options() == {"outline_stream": False}
+    assert config(outline=False).stream_options() == {}
+    other = {"captioner": dict(model="attention"), "retrieval": dict(pooling="mean")}[trainer]
+    assert not config(**other).resolved_outline
+    with pytest.raises(ValueError, match="outline_stream reads the outline maps' half of the features: give "
+                                         "outline=True"):
+        config(outline=False, model_options={"outline_stream": True})
 
 
 @pytest.mark.parametrize("options", [dict(outline_stream=True), dict(outline_stream=True, region_appearance=0)])

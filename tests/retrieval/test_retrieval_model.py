@@ -42,6 +42,21 @@ def test_towers_give_unit_vectors_and_the_dual_encoder_all_pairs(pooling):
     np.testing.assert_allclose(text_tower(tokens[:1, :4]), text_embeddings[:1], atol=1e-5)
 
 
+def test_the_word_bag_adds_the_projected_mean_of_the_real_words():
+    keras.utils.set_random_seed(0)
+    tower = build_text_tower(12, embed_dim=4, word_dim=3, units=5, word_bag=True)
+    tokens = np.array([[2, 5, 6, 3, 0, 0], [2, 7, 3, 0, 0, 0]], "int32")
+    table = tower.get_layer("word_embedding").embeddings.numpy()
+    bag = np.stack([table[row[row != 0]].mean(axis=0) for row in tokens])          # padding left out, by hand
+    dense = tower.get_layer("word_bag_projection")
+    expected_bag = bag @ dense.kernel.numpy() + dense.bias.numpy()                 # (2, 4)
+    lstm_part = keras.Model(tower.input, tower.get_layer("text_projection").output)(tokens)
+    total = np.asarray(lstm_part) + expected_bag
+    np.testing.assert_allclose(tower(tokens), total / np.linalg.norm(total, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(tower(tokens[:, :4]), tower(tokens), atol=1e-5)    # trailing padding changes nothing
+    assert "word_bag" not in [layer.name for layer in build_text_tower(12, embed_dim=4).layers]
+
+
 def test_the_image_tower_pools_an_earlier_vgg16_block_to_4x4():
     from vlm_keras.encoders.vgg16 import build_image_encoder
 

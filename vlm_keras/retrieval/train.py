@@ -37,9 +37,13 @@ def train_retrieval(data=None, *, config=None, **options):
             temperature: the similarity's initial temperature (learned);
             embed_dim: the size of the shared embedding space;
             feature_layer: "block3_pool" by default;
+            outline: the encoder also reads each image's outline map, and the image tower's region
+                convolutions read the outlines (shape without colour) and a 32-channel appearance
+                stream the pixels (`outline_stream`, `region_appearance`). Default: on for attention
+                pooling (better on the test and compositional splits), off for the others;
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for a tower: grid_pool, hidden_dim, attention_dim,
-            glimpses, dropout (image tower), word_dim, units, bidirectional (text tower).
+            glimpses, dropout (image tower), word_dim, units, bidirectional, word_bag (text tower).
 
     Returns:
         A `RetrievalModel` with `.model`, `.history`, `.metrics` and `.export(path)`.
@@ -59,7 +63,7 @@ def train_retrieval(data=None, *, config=None, **options):
 def _train(run):
     """The body of `train_retrieval` for an open run."""
     config = run.config
-    towers = config.model_options
+    towers = config.stream_options()
     source, available, train_split, val_split, tokenizer = run.caption_data()
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
     splits = [(s, source.split(s)) for s in config.eval_splits if s in available]
