@@ -83,6 +83,7 @@ def main():
 
     from vlm_keras import load_model
     from vlm_keras.data.formats import coco
+    from vlm_keras.data.scenes.dataset import load_scenes
     from vlm_keras.data.sources import resolve_data_dir
 
     data_dir = pathlib.Path(args.data) if args.data else resolve_data_dir("scenes", num_images=6000, seed=0)
@@ -92,9 +93,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for split in args.splits.split(","):
         caption_split = coco.load_caption_split(data_dir, split)
-        entries = json.loads((data_dir / "annotations" / f"scenes_{split}.json").read_text())["scenes"]
-        objects = {e["image_id"]: [(o["color"], o["shape"]) for o in e["scene"]["objects"]] for e in entries}
-        scenes = [objects[i] for i in caption_split.image_ids]
+        scenes_by_id = load_scenes(data_dir, split)
+        scenes = [[(o.color, o.shape) for o in scenes_by_id[i].objects] for i in caption_split.image_ids]
         for who, captions in (("model", captioner.caption(caption_split.image_paths)),
                               ("reference", [refs[0] for refs in caption_split.captions])):
             r = pair_report(scenes, captions)

@@ -133,9 +133,14 @@ class RunConfig:
     TASK: ClassVar[str] = None
 
     @property
+    def default_outline(self):
+        """Whether the encoder reads the outline maps when `outline` is None (a task's choice)."""
+        return False
+
+    @property
     def resolved_outline(self):
-        """Whether the encoder reads the outline maps too (a task may choose by default)."""
-        return bool(self.outline)
+        """Whether the encoder reads the outline maps too: `outline`, or the task's default."""
+        return self.default_outline if self.outline is None else bool(self.outline)
 
     def stream_options(self, takes_stream=True):
         """`model_options` with the outline stream's defaults for a builder that takes `outline_stream`:
@@ -254,12 +259,9 @@ class CaptionerConfig(RunConfig):
         return self.learning_rate if self.learning_rate is not None else self.LEARNING_RATES[self.model]
 
     @property
-    def resolved_outline(self):
-        """`outline`, or by default: on for the LSTM captioner (better on both splits; README, the
-        captioners' results), off for the others."""
-        if self.outline is None:
-            return self.model == "lstm"
-        return bool(self.outline)
+    def default_outline(self):
+        """On for the LSTM captioner (better on both splits; README, the captioners' results)."""
+        return self.model == "lstm"
 
     def validate(self):
         super().validate()
@@ -331,12 +333,10 @@ class VQAConfig(RunConfig):
         return self.learning_rate
 
     @property
-    def resolved_outline(self):
-        """`outline`, or by default: on for the attention head reading images (the better model on the
-        compositional split; README, "Keeping colour and shape apart"), off for the others."""
-        if self.outline is None:
-            return self.model == "attention" and self.visual_input == "image"
-        return bool(self.outline)
+    def default_outline(self):
+        """On for the attention head reading images (the better model on the compositional split;
+        README, "Keeping colour and shape apart")."""
+        return self.model == "attention" and self.visual_input == "image"
 
 
 @dataclasses.dataclass
@@ -370,12 +370,9 @@ class RetrievalConfig(RunConfig):
         return self.learning_rate
 
     @property
-    def resolved_outline(self):
-        """`outline`, or by default: on for attention pooling (better on both splits; README, retrieval's
-        results), off for the others."""
-        if self.outline is None:
-            return self.pooling == "attention"
-        return bool(self.outline)
+    def default_outline(self):
+        """On for attention pooling (better on both splits; README, retrieval's results)."""
+        return self.pooling == "attention"
 
     def validate(self):
         super().validate()

@@ -136,11 +136,9 @@ def _train(run):
     # A step takes about batch_size questions per replica: whole images with all their questions.
     images_per_step = max(1, config.batch_size // questions_per_image) * run.replicas
     with run.scope():
-        outline = config.resolved_outline
         # With the outline stream the colours come from the appearance stream.
-        options = dict({"region_appearance": 32} if outline else {}, **config.model_options)
         head = build_vqa_head(config.model, tokenizer.vocab_size, len(answers), train_examples[0].shape[1:],
-                              outline_stream=outline, **options)
+                              **config.stream_options())
         full_model = build_vqa_model(encoder, head)
         trainer = build_grouped_trainer(head, questions_per_image, train_examples[2].shape[2],
                                         attribute_loss=config.attribute_loss, grounding_loss=config.grounding_loss)
