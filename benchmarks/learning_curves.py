@@ -64,12 +64,16 @@ def per_task(text, parse, defaults):
 
 
 def model_spec(spec):
-    """'attention+region_appearance=32+glimpses=2' -> ('attention', {'region_appearance': 32, ...})."""
+    """'attention+region_appearance=32+glimpses=2' -> ('attention', {'region_appearance': 32, ...}); a value
+    that is not JSON is a string."""
     name, *options = spec.split("+")
     parsed = {}
     for option in options:
         key, _, value = option.partition("=")
-        parsed[key] = json.loads(value) if value else True
+        try:
+            parsed[key] = json.loads(value) if value else True
+        except json.JSONDecodeError:     # a word: grounded_words=scenes
+            parsed[key] = value
     return name, parsed
 
 

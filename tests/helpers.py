@@ -32,6 +32,18 @@ def serve_vqa_export(export, images, questions, cwd=None):
     """, cwd=cwd)
 
 
+def serve_caption_export(export, images, cwd=None):
+    """Captions the image files `images` with a captioner's SavedModel loaded by plain TensorFlow in a
+    fresh process: {"captions", "vlm_keras" (whether the process imported vlm_keras)}."""
+    return run_python(f"""
+        import json, sys
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
+        captions = serve(images=tf.constant([open(p, "rb").read() for p in {list(images)!r}]))["captions"]
+        print(json.dumps({{"captions": [c.decode() for c in captions.numpy()], "vlm_keras": "vlm_keras" in sys.modules}}))
+    """, cwd=cwd)
+
+
 def run_cli(capsys, *argv):
     """`vlm-keras ARGV` in this process: (exit code, stdout, stderr)."""
     code = main([str(a) for a in argv])

@@ -44,6 +44,9 @@ def test_task_options_and_their_own_defaults():
     parser = build_parser()
     args = parser.parse_args(["train", "captioner", "--out", "m", "--model-type", "attention", "--fine-tune"])
     assert from_arguments(CaptionerConfig, args).model == "attention" and args.fine_tune
+    args = parser.parse_args(["train", "captioner", "--out", "m", "--model-type", "attention", "--grounded-words",
+                              "red,blue;circle"])
+    assert from_arguments(CaptionerConfig, args).grounded_words == "red,blue;circle"
     args = parser.parse_args(["train", "retrieval", "--out", "m", "--pooling", "mean", "--embed-dim", "32"])
     config = from_arguments(RetrievalConfig, args)
     assert (config.pooling, config.embed_dim) == ("mean", 32)

@@ -247,9 +247,13 @@ class CaptionerConfig(RunConfig):
                                     "as LAVIS selects)", choices=("val_loss", "val_cider_d"))
 
     outline: bool = option(None, "the encoder also reads each image's outline map (where the colour changes, in "
-                           "grey), and the LSTM captioner's region convolutions read the outlines (shape without "
-                           "colour) and its appearance stream the pixels (outline_stream and region_appearance=32 "
-                           "unless given). Default: on for the LSTM captioner, off for the others")
+                           "grey), and the LSTM or attention captioner's region stage reads the outlines (shape "
+                           "without colour) and its appearance stream the pixels (outline_stream and "
+                           "region_appearance=32 unless given). Default: on for the LSTM and attention captioners, off "
+                           "for the transformer")
+    grounded_words: str = option(None, "the attention captioner reads its visual words from the attended region "
+                                 "alone (GroundedWordLogits): 'scenes' (the synthetic scenes' colours, shapes and "
+                                 "sizes) or groups of words, e.g. 'red,blue;circle,square'", parse=str)
 
     TASK: ClassVar[str] = "captioning"
     LEARNING_RATES: ClassVar[dict] = {"lstm": 3e-3, "attention": 3e-3, "transformer": 1e-3}
@@ -260,12 +264,21 @@ class CaptionerConfig(RunConfig):
 
     @property
     def default_outline(self):
-        """On for the LSTM captioner (better on both splits; README, the captioners' results)."""
-        return self.model == "lstm"
+        """On for the LSTM and attention captioners (better on both splits; README, the captioners'
+        results); the Transformer's has not been measured."""
+        return self.model in ("lstm", "attention")
 
     def validate(self):
         super().validate()
         self._check_outline_stream()
+        if self.grounded_words is not None:
+            if self.model != "attention":
+                raise ValueError(f"grounded_words reads the visual words from the attended region: it needs "
+                                 f"model='attention'; received model={self.model!r}")
+            groups = parse_word_groups(self.grounded_words)
+            if groups != "scenes" and not groups:
+                raise ValueError(f"grounded_words {self.grounded_words!r} names no words; give 'scenes' or groups "
+                                 "of words, e.g. 'red,blue;circle,square'")
         if self.bucket_by_length and self.fine_tune:
             raise ValueError("bucket_by_length batches cached features; it does not combine with fine_tune")
 
@@ -391,6 +404,21 @@ def _model_option(text):
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def parse_word_groups(text):
+    """`CaptionerConfig.grounded_words` -> "scenes", or a list of word lists ("red,blue;circle" ->
+    [["red", "blue"], ["circle"]]); a word in two groups is a ValueError."""
+    if text.strip() == "scenes":
+        return "scenes"
+    groups = [[word for word in part.split(",") if word.strip()] for part in text.split(";")]
+    groups = [[word.strip().lower() for word in group] for group in groups if group]
+    words = [word for group in groups for word in group]
+    repeated = sorted({word for word in words if words.count(word) > 1})
+    if repeated:
+        raise ValueError(f"grounded_words {text!r} names {', '.join(repeated)} more than once; groups must be "
+                         "disjoint")
+    return groups
 
 
 def check_model_options(builder, options, what, given=()):

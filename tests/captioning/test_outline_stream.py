@@ -9,7 +9,7 @@ import pytest
 
 from vlm_keras.data.formats import coco
 
-from tests.helpers import run_python
+from tests.helpers import run_python, serve_caption_export
 
 
 def test_train_captioner_with_the_outline_stream_and_word_dropout(shapes_dir, tmp_path):
@@ -28,14 +28,7 @@ def test_train_captioner_with_the_outline_stream_and_word_dropout(shapes_dir, tm
     expected = result.caption(images)
     assert Captioner.load(tmp_path / "model").caption(images) == expected
     export = result.export(tmp_path / "export")
-    got = run_python(textwrap.dedent(f"""
-        import json, sys
-        import tensorflow as tf
-        serve = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
-        data = [open(p, "rb").read() for p in {images!r}]
-        captions = serve(images=tf.constant(data))["captions"].numpy().tolist()
-        print(json.dumps({{"captions": [c.decode() for c in captions], "vlm_keras": "vlm_keras" in sys.modules}}))
-    """), cwd=tmp_path)
+    got = serve_caption_export(export, images, cwd=tmp_path)
     assert got["captions"] == expected and not got["vlm_keras"]
 
 
@@ -77,13 +70,15 @@ def test_outline_defaults_and_errors(trainer):
 
     config = {"captioner": CaptionerConfig, "retrieval": RetrievalConfig}[trainer]
     assert config().resolved_outline and config().record()["outline"] is True
+    if trainer == "captioner":
+        assert config(model="attention").stream_options() == {"outline_stream": True, "region_appearance": 32}
     assert config().stream_options() == {"outline_stream": True, "region_appearance": 32}
     assert config(outline=True, model_options={"region_appearance": 8}).stream_options() == {
         "outline_stream": True, "region_appearance": 8}
     # The outlines through the same convolutions as the pixels: no appearance stream unless given.
     assert config(outline=True, model_options={"outline_stream": False}).stream_options() == {"outline_stream": False}
     assert config(outline=False).stream_options() == {}
-    other = {"captioner": dict(model="attention"), "retrieval": dict(pooling="mean")}[trainer]
+    other = {"captioner": dict(model="transformer"), "retrieval": dict(pooling="mean")}[trainer]
     assert not config(**other).resolved_outline
     with pytest.raises(ValueError, match="outline_stream reads the outline maps' half of the features: give "
                                          "outline=True"):

@@ -13,11 +13,14 @@ from vlm_keras.encoders.regions import adapt_region_encoder
 VOCAB, LENGTH, GRID = 23, 9, (3, 3, 8)
 OPTIONS = {"lstm": dict(units=16, embed_dim=8, num_layers=2),
            "attention": dict(units=16, embed_dim=8, attention_dim=12),
+           # the visual words read from the attended region, the region stage reading the outline half
+           "attention+grounded": dict(units=16, embed_dim=8, attention_dim=12, word_groups=[[4, 5, 6], [7, 8]],
+                                      outline_stream=True, region_appearance=4),
            "transformer": dict(embed_dim=16, num_heads=2, ff_dim=32, num_layers=2)}
 
 
 def _decoder(model_type):
-    decoder = build_caption_decoder(model_type, VOCAB, GRID, LENGTH, **OPTIONS[model_type])
+    decoder = build_caption_decoder(model_type.split("+")[0], VOCAB, GRID, LENGTH, **OPTIONS[model_type])
     rng = np.random.default_rng(0)
     adapt_region_encoder(decoder, rng.normal(size=(16, *GRID)).astype("float32"))
     # Larger weights than the initialisation: differences the stepping could hide would show.

@@ -125,7 +125,7 @@ class Captioner(ModelBundle):
 
     def _sizes(self):
         sizes = super()._sizes() + [("vocabulary size", self.tokenizer.vocab_size,
-                                     int(self.decoder.get_layer("next_token_logits").units))]
+                                     int(self.decoder.output_shape[-1]))]
         positions = getattr(self.decoder.get_layer("token_embedding"), "sequence_length", None)
         if positions is not None:  # the transformer's learned positions: start + words + end
             sizes.append(("caption length + 2", self.tokenizer.max_length + 2, int(positions)))

@@ -22,8 +22,8 @@ import keras
 
 from vlm_keras.config import CAPTIONER_TYPES, check_model_options
 from vlm_keras.encoders.regions import build_region_encoder, region_grid
-from vlm_keras.layers import (PositionalEmbedding, RegionEmbedding, ScaledDotProductAttention, TransformerDecoderBlock,
-                              WordDropout)
+from vlm_keras.layers import (GroundedWordLogits, PositionalEmbedding, RegionEmbedding, ScaledDotProductAttention,
+                              TransformerDecoderBlock, WordDropout)
 
 
 def build_lstm_decoder(vocab_size, feature_shape, embed_dim=256, units=256, num_layers=2,
@@ -85,8 +85,8 @@ def build_lstm_decoder(vocab_size, feature_shape, embed_dim=256, units=256, num_
 
 
 def build_attention_decoder(vocab_size, feature_shape, embed_dim=256, units=256, attention_dim=256,
-                            dropout=0.2, region_layers=0, region_filters=64, region_cells=8,
-                            name="caption_decoder"):
+                            dropout=0.2, region_layers=0, region_filters=64, region_cells=8, region_appearance=0,
+                            outline_stream=False, word_groups=(), name="caption_decoder"):
     """Image features + caption prefix -> next-token logits, attending over regions per word.
 
     The document's example of attention (section 4.1): a word (the query) attends to the image
@@ -95,6 +95,12 @@ def build_attention_decoder(vocab_size, feature_shape, embed_dim=256, units=256,
     joins h_t to predict the next word: Luong et al.'s "global attention" form of Show, Attend and
     Tell. The attention runs after the recurrence, so training stays one parallel pass over the
     caption and the per-word weights over regions are an output that can be drawn.
+
+    With `word_groups` the visual words are grounded (`GroundedWordLogits`): the state chooses
+    whether a colour, a shape or a size comes next and where to look; which colour or shape is
+    read from the attended region's vector alone. On the scenes, with the outline stream, it names
+    0.82 of the objects whose colour-shape pair training never wrote, and its compositional gap is
+    0.45 CIDEr-D, against the LSTM captioner's 1.09 (README, "Grounded visual words").
 
     Args:
         vocab_size: number of token ids, special tokens included.
@@ -105,6 +111,13 @@ def build_attention_decoder(vocab_size, feature_shape, embed_dim=256, units=256,
         dropout: dropout on the regions, the LSTM output and before the output layer.
         region_layers, region_filters, region_cells: the learned stage of the region encoder
             (`vlm_keras.encoders.regions.build_region_encoder`; 0 layers: none).
+        region_appearance, outline_stream: each region's appearance stream (channels; 0: none)
+            and the outline split (the region stage reads the outline features, the appearance
+            stream the pixels'): `vlm_keras.encoders.regions.region_grid`.
+        word_groups: groups of token ids of visual words (e.g. the colours, the shapes, the
+            sizes; `CaptionerConfig.grounded_words` names them): the state chooses the group of
+            the next word, the attended region alone which word of it (`GroundedWordLogits`).
+            Empty: every word from the attentional state.
         name: the model's name.
 
     Call arguments:
@@ -118,8 +131,8 @@ def build_attention_decoder(vocab_size, feature_shape, embed_dim=256, units=256,
     image_features = keras.Input(tuple(feature_shape), name="image_features")   # (B, h, w, c)
     caption_tokens = keras.Input((None,), dtype="int32", name="caption_tokens")  # (B, T)
 
-    grid = build_region_encoder(feature_shape, region_layers, region_filters, region_cells)(
-        image_features)                                                          # (B, h', w', d + 2)
+    grid = region_grid(image_features, feature_shape, region_layers, region_filters, region_cells,
+                       appearance=region_appearance, outline_stream=outline_stream)  # (B, h', w', [C +] d + 2)
     regions = RegionEmbedding(attention_dim, name="regions")(grid)               # (B, R, A)
     regions = keras.layers.Dropout(dropout, name="region_dropout")(regions)
     summary = keras.layers.GlobalAveragePooling1D(name="mean_region")(regions)  # (B, A)
@@ -136,7 +149,13 @@ def build_attention_decoder(vocab_size, feature_shape, embed_dim=256, units=256,
     x = keras.layers.Concatenate(name="state_and_context")([states, context])   # (B, T, U + A)
     x = keras.layers.Dense(units, activation="tanh", name="attentional_state")(x)
     x = keras.layers.Dropout(dropout, name="output_dropout")(x)
-    logits = keras.layers.Dense(vocab_size, dtype="float32", name="next_token_logits")(x)  # (B, T, V)
+    if word_groups:
+        # Which visual word: from the attended region only (dropped out like the state).
+        context = keras.layers.Dropout(dropout, name="context_dropout")(context)
+        logits = GroundedWordLogits(vocab_size, word_groups, dtype="float32", name="next_token_logits")(
+            [x, context])                                                        # (B, T, V)
+    else:
+        logits = keras.layers.Dense(vocab_size, dtype="float32", name="next_token_logits")(x)  # (B, T, V)
     return keras.Model([image_features, caption_tokens], logits, name=name)
 
 

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from vlm_keras.layers import GroundedWordLogits
 from vlm_keras.layers.scaled_dot_product_attention import _MASKED_SCORE
 
 
@@ -108,7 +109,10 @@ class AttentionStepper(_Stepper):
         attended = get("region_attention")(query, regions, regions)                  # (B, G, A)
         attended = ops.reshape(attended, (-1, ops.shape(attended)[-1]))             # (N, A)
         x = get("attentional_state")(get("state_and_context")([h, attended]))        # (N, U)
-        return get("next_token_logits")(x), (h, c)                                   # (N, V)
+        output = get("next_token_logits")
+        if isinstance(output, GroundedWordLogits):   # the visual words read from the region alone
+            return output([x, attended]), (h, c)                                     # (N, V)
+        return output(x), (h, c)                                                     # (N, V)
 
 
 class TransformerStepper(_Stepper):

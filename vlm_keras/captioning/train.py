@@ -5,8 +5,9 @@ import keras
 from vlm_keras.captioning.captioner import Captioner
 from vlm_keras.captioning.losses import MaskedTokenAccuracy, caption_loss
 from vlm_keras.captioning.models import DECODER_BUILDERS, build_caption_decoder, build_captioner
-from vlm_keras.config import CaptionerConfig, check_model_options
+from vlm_keras.config import CaptionerConfig, check_model_options, parse_word_groups
 from vlm_keras.data import pipeline
+from vlm_keras.data.scenes.captions import VISUAL_WORD_GROUPS
 from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.encoders.vgg16 import image_input
 from vlm_keras.metrics import evaluate_captions, tokenize_captions
@@ -53,11 +54,15 @@ def train_captioner(data=None, *, config=None, **options):
                 the transformer), weights (None: random, the offline default; "imagenet"; a
                 local .h5), feature_layer ("block3_pool"), fine_tune (train VGG16 too; else its
                 features are cached once), max_length, num_images, seed;
-            outline: the encoder also reads each image's outline map, and the LSTM captioner's
-                region convolutions read the outlines (shape without colour) and a 32-channel
-                appearance stream the pixels (`outline_stream`, `region_appearance`). Default: on
-                for the LSTM captioner (better on the test and compositional splits), off for the
-                others; outline=False is the document's network as it was;
+            outline: the encoder also reads each image's outline map, and the captioner's region
+                stage reads the outlines (shape without colour) and a 32-channel appearance stream
+                the pixels (`outline_stream`, `region_appearance`). Default: on for the LSTM and
+                attention captioners (better on the test and compositional splits), off for the
+                transformer; outline=False is the document's network as it was;
+            grounded_words: the attention captioner reads its visual words from the attended region
+                alone (`GroundedWordLogits`): "scenes" (the synthetic scenes' colours, shapes and
+                sizes) or groups of words, "red,blue;circle,square". Default None: off (the groups
+                are the dataset's own);
             out: the model folder to write; run the same call again after a crash and training
                 resumes from the last backup in out/checkpoints;
             checkpoint_metric: "val_loss" (default) keeps the epoch of the lowest validation loss,
@@ -75,7 +80,7 @@ def train_captioner(data=None, *, config=None, **options):
         options["data"] = data
     config = CaptionerConfig.from_options(config, **options)
     check_model_options(DECODER_BUILDERS[config.model], config.model_options, f"the {config.model} captioner",
-                        given=("vocab_size", "feature_shape", "max_length", "name"))
+                        given=("vocab_size", "feature_shape", "max_length", "word_groups", "name"))
     with TrainingRun(config) as run:
         return _train(run)
 
@@ -89,7 +94,9 @@ def _train(run):
 
     encoder = run.build_encoder(trainable=config.fine_tune)
     with run.scope():
-        options = config.stream_options(takes_stream=config.model == "lstm")
+        options = config.stream_options(takes_stream=config.model in ("lstm", "attention"))
+        if config.grounded_words is not None:
+            options["word_groups"] = word_groups(config.grounded_words, tokenizer)
         decoder = build_caption_decoder(config.model, tokenizer.vocab_size, encoder.output_shape[1:],
                                         tokenizer.max_length, **options)
         full_model = build_captioner(encoder, decoder)
@@ -144,6 +151,25 @@ def _train(run):
     monitor = monitor if val_data is not None else "loss"
     best = max if mode == "max" else min
     return run.finish(captioner, splits, _describe, metrics={"best_" + monitor: float(best(history[monitor]))})
+
+
+def word_groups(grounded_words, tokenizer):
+    """`CaptionerConfig.grounded_words` as groups of token ids of `tokenizer`.
+
+    "scenes": the synthetic scenes' colours, shapes and sizes (`VISUAL_WORD_GROUPS`), each word the
+    vocabulary holds (a small training set may lack a synonym). Named groups: every word must be
+    in the vocabulary; a ValueError names those that are not.
+    """
+    vocabulary = {word: i for i, word in enumerate(tokenizer.id_to_token)}
+    groups = parse_word_groups(grounded_words)
+    if groups == "scenes":
+        groups = [[word for word in group if word in vocabulary] for group in VISUAL_WORD_GROUPS]
+        return [[vocabulary[word] for word in group] for group in groups if group]
+    missing = [word for group in groups for word in group if word not in vocabulary]
+    if missing:
+        raise ValueError(f"grounded_words names {', '.join(repr(w) for w in missing)}, not in the training "
+                         f"captions' vocabulary ({tokenizer.vocab_size} tokens)")
+    return [[vocabulary[word] for word in group] for group in groups]
 
 
 def _describe(report):

@@ -1,9 +1,10 @@
 """Layers: attention (softmax(QK^T/sqrt(d))V), Transformer decoder blocks, embeddings, similarity,
 coordinate channels, outline maps, question-conditioned graph attention, word glimpses, word
-dropout, the attribute probes' and grounding losses."""
+dropout, grounded word logits, the attribute probes' and grounding losses."""
 
 from vlm_keras.layers.attribute_probe_loss import AttributeProbeLoss
 from vlm_keras.layers.coordinate_channels import CoordinateChannels
+from vlm_keras.layers.grounded_word_logits import GroundedWordLogits
 from vlm_keras.layers.grounding_loss import GroundingLoss
 from vlm_keras.layers.multi_head_attention import MultiHeadAttention
 from vlm_keras.layers.outline_image import OutlineImage
@@ -19,6 +20,7 @@ from vlm_keras.layers.word_glimpses import WordGlimpses
 __all__ = [
     "AttributeProbeLoss",
     "CoordinateChannels",
+    "GroundedWordLogits",
     "GroundingLoss",
     "MultiHeadAttention",
     "OutlineImage",

@@ -10,9 +10,13 @@ Captions state the objects and where they are:
 
 import numpy as np
 
-from vlm_keras.data.scenes.scenes import MAX_CAPTION_WORDS, check_int, render_scene, sample_scene
+from vlm_keras.data.scenes.scenes import COLORS, MAX_CAPTION_WORDS, SHAPES, SIZES, check_int, render_scene, sample_scene
 
 _SIZE_SYNONYMS = {"small": "little", "large": "big"}
+# The words that name what an object looks like, by attribute: what a grounded captioner reads
+# from the attended region (`CaptionerConfig.grounded_words="scenes"`).
+VISUAL_WORD_GROUPS = (tuple(COLORS), tuple(SHAPES),
+                      tuple(word for size in SIZES for word in (size, _SIZE_SYNONYMS[size])))
 _COUNT_WORDS = {3: "three", 4: "four"}
 # (row, col) of the 3x3 grid -> position phrases; the first is canonical.
 _POSITIONS = {
