@@ -120,7 +120,9 @@ plt.show()
 # stream of 1x1 convolutions the pixels): the VQA attention head as it was (`attention+outline=false`) and
 # as `train_vqa()` builds it now; the LSTM captioner and the retrieval model as they were (`outline=False`)
 # and as `train_captioner()` and `train_retrieval()` build them now (`outline=True, outline_stream=True,
-# region_appearance=32`).
+# region_appearance=32`); for captioning also the attention captioner with the outline stream and grounded
+# visual words (`model="attention", grounded_words="scenes"`: which colour, shape or size it writes is read
+# from the region it attends to, not from the words before).
 
 # %%
 import json
@@ -131,8 +133,9 @@ SCORE = {"vqa": "VQA accuracy", "captioning": "CIDEr-D", "retrieval": "R@1 (mean
 rows = [json.loads(line) for line in CURVES.read_text().splitlines() if line.strip()] if CURVES.exists() else []
 # Each task's model before and after issue 20 (the file also holds single-seed probes of other options).
 STREAM = "outline=true+outline_stream=true+region_appearance=32"
+GROUNDED = "attention+outline=true+grounded_words=scenes"   # the attention captioner, visual words grounded
 SHOWN = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true"),
-         "captioning": ("lstm+outline=false", f"lstm+{STREAM}"),
+         "captioning": ("lstm+outline=false", f"lstm+{STREAM}", GROUNDED),
          "retrieval": ("default+outline=false", f"default+{STREAM}")}
 groups = sorted({(r["task"], r["model"]) for r in rows if r["model"] in SHOWN.get(r["task"], ())},
                 key=lambda g: (list(SCORE).index(g[0]), g[1]))
@@ -149,7 +152,7 @@ else:
             for split, style in (("test", "o-"), ("compositional", "s--")):
                 scores = [[r["score_" + split] for r in at[n]] for n in sizes]
                 mean, std = np.array([np.mean(s) for s in scores]), np.array([np.std(s) for s in scores])
-                name = model.replace(f"+{STREAM}", " + outline stream")
+                name = model.replace(f"+{STREAM}", " + outline stream").replace(GROUNDED, "attention, grounded words")
                 ax.plot(sizes, mean, style, color=colour, label=f"{name}, {split}")
                 ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
             print(f"{task} {model}: " + "; ".join(
@@ -181,7 +184,13 @@ else:
 # on the compositional images it names the objects whose colour-shape pair it has seen 0.44 of the time and
 # those whose pair is held out 0.07 of the time (0.001 without the outline stream), and in place of a held-out
 # object it mostly writes its colour with a shape seen in that colour. The colour comes from the image, the
-# shape from the sentence so far: after "red" it has never written "triangle".
+# shape from the sentence so far: after "red" it has never written "triangle". The attention captioner with
+# the outline stream and grounded visual words (the blue lines) takes that choice away from the sentence: its
+# state decides that a shape comes next and where to look, and the shape is read from the attended region
+# alone. It names 0.82 of the held-out objects by their own pair, its gap at 4,800 images is 0.45 CIDEr-D
+# (0.41 of the old LSTM captioner's 1.09, the issue's target met) and it narrows with more data, and trained
+# on 600 images it scores above the LSTM captioner trained on 4,800, on both splits (README, "Grounded visual
+# words").
 # Learning as much from fewer examples (a pretrained encoder, augmentation, better inductive biases) is the
 # open problem; the README's benchmarks train on 4,800 images (9,600 for VQA, where the concat model
 # overfits 4,800).

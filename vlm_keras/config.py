@@ -407,12 +407,20 @@ def _model_option(text):
 
 
 def parse_word_groups(text):
-    """`CaptionerConfig.grounded_words` -> "scenes", or a list of word lists ("red,blue;circle" ->
-    [["red", "blue"], ["circle"]]); a word in two groups is a ValueError."""
-    if text.strip() == "scenes":
-        return "scenes"
-    groups = [[word for word in part.split(",") if word.strip()] for part in text.split(";")]
-    groups = [[word.strip().lower() for word in group] for group in groups if group]
+    """`CaptionerConfig.grounded_words` -> "scenes", or a list of word lists ("red,blue;circle" or
+    [["red", "blue"], ["circle"]] -> [["red", "blue"], ["circle"]]); a word in two groups is a
+    ValueError."""
+    if isinstance(text, (list, tuple)) and all(isinstance(group, (list, tuple)) for group in text):
+        parts = [[str(word) for word in group] for group in text]
+    elif isinstance(text, str):
+        if text.strip() == "scenes":
+            return "scenes"
+        parts = [part.split(",") for part in text.split(";")]
+    else:
+        raise ValueError(f"grounded_words must be 'scenes', a string of word groups ('red,blue;circle,square') or "
+                         f"a list of lists of words; received {text!r}")
+    groups = [[word.strip().lower() for word in part if word.strip()] for part in parts]
+    groups = [group for group in groups if group]
     words = [word for group in groups for word in group]
     repeated = sorted({word for word in words if words.count(word) > 1})
     if repeated:

@@ -87,7 +87,12 @@ def test_word_groups_from_the_vocabulary():
     with pytest.raises(ValueError, match="grounded_words names 'green', 'cross', not in the training captions' "
                                          "vocabulary"):
         word_groups("red,green;cross", tokenizer)
+    with pytest.raises(ValueError, match="the training captions hold none of the scenes' colour, shape and size"):
+        word_groups("scenes", Tokenizer(["a", "dog"], max_length=4))
     assert parse_word_groups(" Red, blue ;;circle") == [["red", "blue"], ["circle"]]
+    assert parse_word_groups([["Red", "blue"], ("circle",)]) == [["red", "blue"], ["circle"]]
+    with pytest.raises(ValueError, match="grounded_words must be 'scenes', a string of word groups"):
+        parse_word_groups(3)
     with pytest.raises(ValueError, match="names red more than once"):
         parse_word_groups("red,blue;red")
 

@@ -164,6 +164,9 @@ def word_groups(grounded_words, tokenizer):
     groups = parse_word_groups(grounded_words)
     if groups == "scenes":
         groups = [[word for word in group if word in vocabulary] for group in VISUAL_WORD_GROUPS]
+        if not any(groups):
+            raise ValueError("grounded_words='scenes': the training captions hold none of the scenes' colour, shape "
+                             "and size words; name this dataset's visual words, e.g. 'red,blue;circle,square'")
         return [[vocabulary[word] for word in group] for group in groups if group]
     missing = [word for group in groups for word in group if word not in vocabulary]
     if missing:
