@@ -15,6 +15,7 @@ training image has (`HELDOUT_PAIRS`).
 A model is the trainer's model type with options after "+": `attention+region_appearance=32`
 is `train_vqa(model="attention", region_appearance=32)`; `attention+outline=false` is the
 attention head as it was before it read the outline maps (`outline`, its default now);
+`graph+outline=true` the graph head reading them (`train_vqa()`'s default model now);
 `lstm+outline=true+outline_stream=true+region_appearance=32` is the LSTM captioner whose region
 convolutions read the outline maps and whose appearance stream reads the pixels (its default now,
 named in full so that the runs before the default changed keep their name), `lstm+outline=false`
@@ -44,10 +45,12 @@ DEFAULT_SIZES = {"vqa": (1500, 3000, 6000, 12000), "captioning": (750, 1500, 300
                  "retrieval": (750, 1500, 3000, 6000)}
 DEFAULT_EPOCHS = {"vqa": 12, "captioning": 6, "retrieval": 10}
 # Each task's model before and after issue 20, named by their options so that the lines keep their
-# meaning whatever the defaults become: the VQA attention head (`train_vqa()`'s default now reads the
-# outlines), and the captioner and the retrieval model with the same outline stream.
+# meaning whatever the defaults become: the VQA attention head as it was, then with the outline stream,
+# then the graph head with it (`train_vqa()`'s default now), and the captioner and the retrieval model
+# with the same outline stream.
 OUTLINE_STREAM = "outline=true+outline_stream=true+region_appearance=32"
-DEFAULT_MODELS = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true"),
+DEFAULT_MODELS = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true",
+                          "graph+outline=true"),
                   "captioning": ("lstm+outline=false", f"lstm+{OUTLINE_STREAM}"),
                   "retrieval": ("default+outline=false", f"default+{OUTLINE_STREAM}")}
 

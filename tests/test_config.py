@@ -35,7 +35,7 @@ def test_every_cli_flag_sets_its_field(task):
 
 def test_task_options_and_their_own_defaults():
     assert CaptionerConfig().model == "lstm" and CaptionerConfig().feature_layer == "block3_pool"
-    assert VQAConfig().model == "attention" and VQAConfig().feature_layer == "block2_pool"
+    assert VQAConfig().model == "graph" and VQAConfig().feature_layer == "block2_pool"
     assert RetrievalConfig().batch_size == 256 and RetrievalConfig().feature_layer == "block3_pool"
     assert {c().image_size for c in TASK_CONFIGS.values()} == {64}
     assert {c().epochs for c in TASK_CONFIGS.values()} == {10}
@@ -74,7 +74,7 @@ def test_record_is_json_and_leaves_out_python_objects_and_paths():
     record = config.record()
     json.dumps(record)
     assert "callbacks" not in record and "out" not in record and "verbose" not in record
-    assert record["model"] == "attention" and record["model_options"] == {"dropout": 0.5}
+    assert record["model"] == "graph" and record["model_options"] == {"dropout": 0.5}
     assert record["eval_splits"] == ["test", "compositional"]
 
 

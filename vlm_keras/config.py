@@ -292,16 +292,17 @@ class VQAConfig(RunConfig):
     what the questions need from this grid.
     """
 
-    model: str = option("attention", "concat: the document's network; attention: the question attends "
-                        "over the regions; graph: question-conditioned message passing between the regions "
-                        "(section 2.3's graph fusion); question_only: the blind baseline",
+    model: str = option("graph", "concat: the document's network; attention: the question attends "
+                        "over the regions; graph (the default): question-conditioned message passing between "
+                        "the regions, then the attention (section 2.3's graph fusion); question_only: the "
+                        "blind baseline",
                         flag="--model-type", choices=VQA_TYPES)
     feature_layer: str = option("block2_pool", "the VGG16 layer whose grid the model reads",
                                 choices=FEATURE_LAYERS)
     outline: bool = option(None, "the encoder also reads each image's outline map; the head's region convolutions "
                            "read the outlines (shape without colour) and its appearance stream the pixels "
-                           "(region_appearance, 32 unless given). Default: on for the attention head reading "
-                           "images, off for the others")
+                           "(region_appearance, 32 unless given). Default: on for the attention and graph heads "
+                           "reading images, off for the others")
     learning_rate: float = option(2e-3, "Adam's learning rate at the first step (then a cosine decay)",
                                   parse=float)
     top_k_answers: int = option(1000, "the answer vocabulary keeps the most frequent answers")
@@ -347,9 +348,9 @@ class VQAConfig(RunConfig):
 
     @property
     def default_outline(self):
-        """On for the attention head reading images (the better model on the compositional split;
-        README, "Keeping colour and shape apart")."""
-        return self.model == "attention" and self.visual_input == "image"
+        """On for the attention and graph heads reading images (better on the compositional split
+        and with a quarter of the images; README, "Keeping colour and shape apart")."""
+        return self.model in ("attention", "graph") and self.visual_input == "image"
 
 
 @dataclasses.dataclass

@@ -66,15 +66,17 @@ def test_head_errors(shape, options, message):
 
 
 @pytest.mark.parametrize("options, expected", [
-    (dict(), True),                                                  # the default head: attention
-    (dict(model="graph"), False),
+    (dict(), True),                                                  # the default head: graph
+    (dict(model="attention"), True),
+    (dict(model="graph"), True),
     (dict(model="concat"), False),
     (dict(model="question_only"), False),
     (dict(visual_input="scene_graph"), False),
     (dict(outline=False), False),
-    (dict(model="graph", outline=True), True),
+    (dict(model="graph", outline=False), False),
+    (dict(model="concat", outline=True), True),
 ])
-def test_the_attention_head_reads_the_outlines_by_default(options, expected):
+def test_the_graph_and_attention_heads_read_the_outlines_by_default(options, expected):
     from vlm_keras.config import VQAConfig
 
     config = VQAConfig.from_options(**options)
@@ -96,12 +98,13 @@ def test_config_errors_before_any_work(options, message):
         VQAConfig.from_options(**options)
 
 
-def test_train_vqa_with_the_outline_stream(vqa_dir, tmp_path):
+@pytest.mark.parametrize("model", ["attention", "graph"])
+def test_train_vqa_with_the_outline_stream(vqa_dir, tmp_path, model):
     from vlm_keras import train_vqa
     from vlm_keras.data.formats.vqa import load_vqa_split
     from vlm_keras.vqa import VQAModel
 
-    result = train_vqa(data=str(vqa_dir), model="attention", outline=True, region_appearance=8, epochs=1,
+    result = train_vqa(data=str(vqa_dir), model=model, outline=True, region_appearance=8, epochs=1,
                        batch_size=32, out=tmp_path / "model", eval_splits=("test",), verbose=0, embed_dim=8,
                        units=16, fusion_dim=32, attention_dim=16)
     assert 0.0 <= result.metrics["accuracy_test"] <= 1.0

@@ -32,9 +32,10 @@ def train_vqa(data=None, *, config=None, **options):
             `train_captioner`'s `data`.
         config: a `VQAConfig` to start from; keyword options override its fields.
         **options: any `VQAConfig` field (`vlm_keras.config`), chiefly:
-            model: "attention" (the question attends over the regions; the default), "concat" (the
-                document's network), "graph" (question-conditioned message passing between the
-                regions, then attention) or "question_only" (the blind baseline);
+            model: "graph" (question-conditioned message passing between the regions, then the
+                question attends over them; the default), "attention" (the same without the
+                message passing), "concat" (the document's network) or "question_only" (the blind
+                baseline);
             feature_layer: "block2_pool" (16x16x128 at 64 px) by default;
             visual_input: "image" (the default), or "scene_graph": the model reads the synthetic
                 scenes' annotated objects instead of the pixels (`vqa/scene_graphs.py`), the
@@ -54,7 +55,8 @@ def train_vqa(data=None, *, config=None, **options):
             outline: the encoder also reads each image's outline map, and the head's region
                 convolutions read only those features (shape without colour) while its appearance
                 stream reads the pixels' (`region_appearance`, 32 unless given). By default (None) on
-                for the attention head, off for the others, whose benchmarks were run without it;
+                for the graph and attention heads reading images, off for the others, whose
+                benchmarks were run without it;
             and the options every trainer shares, as `train_captioner`.
             Any other keyword is a size for `vlm_keras.vqa.models.build_vqa_head`.
 
