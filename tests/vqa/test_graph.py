@@ -122,6 +122,11 @@ def test_train_vqa_graph_round_trips_exports_and_answers(trained_graph, vqa_dir,
 
     result, out = trained_graph
     assert 0.0 <= result.metrics["accuracy_test"] <= 1.0
+    # train_vqa's default head reads the outlines by default: the encoder gives the pixels' and the
+    # outlines' block2_pool features, and config.json records it.
+    encoder = result.model.get_layer("image_encoder")
+    assert "outline_image" in [layer.name for layer in encoder.layers] and encoder.output_shape[-1] == 2 * 128
+    assert '"outline": true' in (out / "config.json").read_text()
     test = load_vqa_split(vqa_dir, "test")
     images, questions = test.image_paths[:3], test.questions[:3]
     expected = result.answer(images, questions)
