@@ -24,7 +24,8 @@ the document's captioner as it was ("default": the trainer's default model type,
 four sizes from an eighth of them.
 
 Scores: VQA accuracy (official), captioning CIDEr-D and BLEU-4 (COCO), retrieval R@1 (both
-directions, their mean is the score). Every run appends one JSON line to --out, and a run already
+directions, their mean is the score; and again counting every image a caption is true of as right,
+`RetrievalModel.evaluate(true_matches=True)`, in the runs recorded since it was). Every run appends one JSON line to --out, and a run already
 there (same task, model, size, seed, epochs) is not trained again: an interrupted benchmark
 resumes. The summary prints, per task, model and size, the mean and standard deviation over the
 seeds of the test score, the compositional score and their gap, and the share of the largest
@@ -124,9 +125,10 @@ def _train_and_score(task, name, spec, size, seed, epochs, folder, largest, comm
             common["model"] = name
         result = vlm_keras.train_retrieval(**common)
         for split in ("test", "compositional"):
-            report = result.evaluate(str(largest), split, verbose=0)
-            row.update({f"{key}_{split}": report[key] for key in ("text_to_image_r1", "image_to_text_r1")})
-            row[f"score_{split}"] = (report["text_to_image_r1"] + report["image_to_text_r1"]) / 2
+            report = result.evaluate(str(largest), split, verbose=0, true_matches=True)
+            for prefix, figures in (("", report), ("true_", report["true_matches"])):
+                row.update({f"{prefix}{key}_{split}": figures[key] for key in ("text_to_image_r1", "image_to_text_r1")})
+                row[f"{prefix}score_{split}"] = (figures["text_to_image_r1"] + figures["image_to_text_r1"]) / 2
     row["seconds"] = time.perf_counter() - started   # training and scoring
     row["train_images"] = train_images(folder)
     return row
@@ -173,7 +175,11 @@ def heldout_attribute_questions(answers_file, largest):
 
 # Each task's other figures, per direction or metric, printed under the main table.
 SECONDARY = {"captioning": (("bleu4", "BLEU-4"),),
-             "retrieval": (("text_to_image_r1", "text -> image R@1"), ("image_to_text_r1", "image -> text R@1"))}
+             "retrieval": (("text_to_image_r1", "text -> image R@1"), ("image_to_text_r1", "image -> text R@1"),
+                           # every image a caption is true of counts as right (`evaluate(true_matches=True)`)
+                           ("true_score", "R@1 (true pairs right)"),
+                           ("true_text_to_image_r1", "text -> image R@1 (true pairs right)"),
+                           ("true_image_to_text_r1", "image -> text R@1 (true pairs right)"))}
 
 
 def mean_sd(values):
@@ -216,6 +222,9 @@ def summary(rows):
         print("|---|---|---|---|---|---|---|---|")
         for task, name, label, model, sizes in secondary:
             for _, runs in sizes:
+                runs = [r for r in runs if f"{name}_test" in r]       # runs recorded before a figure existed lack it
+                if not runs:
+                    continue
                 seconds = [r["seconds"] for r in runs if "seconds" in r]
                 print(f"| {task} {label} | {model} | {runs[0]['train_images']:,} | {len(runs)} "
                       f"| {split_figures(runs, name)} "
@@ -261,16 +270,22 @@ def main():
 
 
 def retrieval_ceiling(largest):
-    """Prints the text -> image R@1 an oracle scores on the retrieval pools: it knows which images each
-    caption is true of and picks one of them at random (`benchmarks/retrieval.py`). The compositional
+    """Prints the R@1 an oracle scores on the retrieval pools: it knows which images each caption is
+    true of; text -> image it picks one of them at random, image -> text one of the image's true
+    captions that are true of the fewest images (`benchmarks/retrieval.py`). The compositional
     pool's captions are vaguer, so part of any model's gap is the pools' and not the model's."""
     from retrieval import caption_specificity
 
-    oracle = {split: caption_specificity(largest, split)["oracle_text_to_image_r1"]
-              for split in ("test", "compositional")}
-    print(f"\nretrieval pools: an oracle's text -> image R@1 is {oracle['test']:.3f} on test and "
-          f"{oracle['compositional']:.3f} compositional (its gap: {oracle['test'] - oracle['compositional']:.3f})")
-
+    oracle = {}
+    for split in ("test", "compositional"):
+        report = caption_specificity(largest, split)
+        t2i, i2t = report["oracle_text_to_image_r1"], report["oracle_image_to_text_r1"]
+        oracle[split] = (t2i, i2t, (t2i + i2t) / 2)
+    gap = oracle["test"][2] - oracle["compositional"][2]
+    print("\nretrieval pools: an oracle's R@1 (text -> image / image -> text / their mean, the score) is "
+          + " and ".join(f"{'/'.join(f'{v:.3f}' for v in oracle[split])} {name}"
+                         for split, name in (("test", "on test"), ("compositional", "compositional")))
+          + f" (the score's gap: {gap:.3f})")
 
 if __name__ == "__main__":
     main()

@@ -11,9 +11,10 @@ as found at K when any of its 5 captions is in the top K (as COCO and Flickr30k)
 one right image per caption; ties count against the model.
 
 First it prints how specific the captions are: for each caption, the number of pool images it is
-true of (could have been written for; `vlm_keras.data.scenes.captions.possible_captions`), and the text ->
-image Recall@1 of an oracle that knows exactly which images a caption is true of and picks among
-them at random. Then one JSON line per image pooling, then a Markdown table.
+true of (could have been written for; `vlm_keras.data.scenes.captions.possible_captions`), and the
+Recall@1 of an oracle that knows exactly which images a caption is true of: text -> image it picks
+among them at random, image -> text among the image's true captions that are true of the fewest
+images. Then one JSON line per image pooling, then a Markdown table.
 """
 
 import argparse
@@ -23,7 +24,7 @@ import tempfile
 import numpy as np
 
 from vlm_keras.data.formats import coco
-from vlm_keras.data.scenes.captions import caption_ambiguity
+from vlm_keras.data.scenes.captions import caption_ambiguity, possible_captions
 from vlm_keras.data.sources import resolve_data_dir
 from vlm_keras.data.scenes.dataset import load_scenes
 from vlm_keras import train_retrieval
@@ -34,15 +35,38 @@ SPLITS = ("test", "compositional")
 def caption_specificity(data_dir, split):
     caption_split = coco.load_caption_split(data_dir, split, check_images=False)
     scenes_by_id = load_scenes(data_dir, split)
-    counts = caption_ambiguity([c for refs in caption_split.captions for c in refs],
-                               [scenes_by_id[i] for i in caption_split.image_ids])
+    scenes = [scenes_by_id[i] for i in caption_split.image_ids]
+    counts = caption_ambiguity([c for refs in caption_split.captions for c in refs], scenes)
     return {"split": split, "images": len(caption_split), "captions": len(counts),
             "images_per_caption_median": float(np.median(counts)),
             "images_per_caption_p90": float(np.percentile(counts, 90)),
             "images_per_caption_max": int(counts.max()),
             "captions_true_of_one_image": float(np.mean(counts == 1)),
             "oracle_text_to_image_r1": float(np.mean(1.0 / counts)),
-            "oracle_text_to_image_r10": float(np.mean(np.minimum(1.0, 10.0 / counts)))}
+            "oracle_text_to_image_r10": float(np.mean(np.minimum(1.0, 10.0 / counts))),
+            "oracle_image_to_text_r1": oracle_image_to_text_r1(scenes, caption_split.captions)}
+
+
+def oracle_image_to_text_r1(scenes, captions):
+    """Image -> text Recall@1 of the oracle that knows which pool captions are true of each image:
+    it picks, at random, one of the image's true captions that are true of the fewest pool images
+    (the likeliest to have been written for it). An image counts once, found when the pick is one
+    of its own captions.
+
+    Args:
+        scenes: the pool's `Scene`s.
+        captions: for each scene, its reference captions; the pool's captions are all of them.
+    """
+    pool = [c for refs in captions for c in refs]
+    counts = caption_ambiguity(pool, scenes)                                  # images each caption is true of
+    owner = np.repeat(np.arange(len(scenes)), [len(refs) for refs in captions])
+    hits = []
+    for i, scene in enumerate(scenes):
+        true = possible_captions(scene)
+        candidates = np.array([k for k, c in enumerate(pool) if c in true])   # its own captions are true of it
+        fewest = candidates[counts[candidates] == counts[candidates].min()]
+        hits.append(np.mean(owner[fewest] == i))
+    return float(np.mean(hits))
 
 
 def main():

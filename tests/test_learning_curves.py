@@ -30,7 +30,7 @@ def test_learning_curves_write_resume_and_summarise(tmp_path):
     # The smaller set trains on fewer images (both are scored on the larger set's splits).
     assert rows[0]["train_images"] < rows[1]["train_images"]
     assert "| retrieval | default |" in first
-    assert "retrieval pools: an oracle's text -> image R@1 is" in first
+    assert "retrieval pools: an oracle's R@1 (text -> image / image -> text / their mean, the score) is" in first
     again = run(tmp_path)            # everything is on record: nothing is trained again
     assert not any(line.startswith("{") for line in again.splitlines())
     assert len((tmp_path / "curves.jsonl").read_text().splitlines()) == 2

@@ -97,6 +97,9 @@ def build_parser():
     eret = eval_kinds.add_parser("retrieval", help="Recall@1/5/10 both ways and median rank, "
                                                    "every image of the split against every caption")
     _add_evaluation_options(eret)
+    eret.add_argument("--true-matches", action="store_true", help="also score counting every true pair as right "
+                                                                  "(synthetic scenes: a caption as true of another "
+                                                                  "image of the split finds a right image there)")
 
     score = commands.add_parser("score", help="score a results file with the field's metrics; JSON on stdout")
     score_kinds = score.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -239,6 +242,8 @@ def cmd_evaluate(args):
         options["beam_size"] = args.beam_size
     if args.task in ("captioner", "vqa"):
         options.update(predictions=args.predictions, pointing=args.pointing)
+    if args.task == "retrieval":
+        options["true_matches"] = args.true_matches
     report = model.evaluate(args.data, **options)
     return [json.dumps(dict(report, split=args.split))]
 

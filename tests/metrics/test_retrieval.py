@@ -134,6 +134,28 @@ def test_image_to_text_counts_the_best_of_several_captions():
     assert recall_at_k(image_to_text, 1) == 0.5 and recall_at_k(text_to_image, 1) == pytest.approx(2 / 6)
 
 
+def test_matches_count_other_true_images_and_captions_as_right():
+    # test_image_to_text_counts_the_best_of_several_captions' scores, with caption 1 (image 0's)
+    # just as true of image 1, and caption 5 (image 1's) of image 0.
+    owner = np.array([0, 0, 0, 1, 1, 1])
+    similarity = np.array([[0.9, 0.1, 0.0, 0.5, 0.4, 0.3],
+                           [0.2, 0.8, 0.7, 0.1, 0.6, 0.0]])
+    matches = np.zeros((2, 6), bool)
+    matches[1, 1] = matches[0, 5] = True
+    image_to_text, text_to_image = retrieval_ranks(similarity, owner, matches)
+    # Image 1's best right caption is now caption 1 (0.8): nothing wrong scores >= 0.8. Image 0: 0.9.
+    assert image_to_text.tolist() == [1, 1]
+    # Caption 1 finds image 1 (right now) first; caption 5 finds image 0 (0.3 > 0.0) first; the
+    # others as without matches.
+    assert text_to_image.tolist() == [1, 1, 2, 2, 1, 1]
+    report = retrieval_report(similarity, owner, matches=matches)
+    assert report["text_to_image_r1"] == pytest.approx(4 / 6) and report["image_to_text_r1"] == 1.0
+    # A wrong image scoring as high as a right one still ranks before it (ties against the model).
+    assert retrieval_ranks(np.zeros((2, 2)), np.array([0, 1]), np.array([[True, False], [False, True]]))[1].tolist() == [2, 2]
+    with pytest.raises(ValueError, match=r"matches must be bools shaped like similarity \(2, 6\)"):
+        retrieval_ranks(similarity, owner, np.zeros((6, 2), bool))
+
+
 def test_ties_count_against_the_model():
     owner = _owners(4, 2)
     image_to_text, text_to_image = retrieval_ranks(np.zeros((4, 8)), owner)
@@ -166,7 +188,8 @@ def test_metric_errors_name_the_bad_input():
 # --- the scenes captions are specific enough for retrieval ------------------------------------
 
 def test_every_reference_is_a_possible_caption_and_few_scenes_share_one():
-    from vlm_keras.data.scenes.captions import caption_ambiguity, describe_scene, possible_captions
+    from vlm_keras.data.scenes.captions import (caption_ambiguity, caption_matches, describe_scene,
+                                                possible_captions)
     from vlm_keras.data.scenes.scenes import sample_scene
 
     rng = np.random.default_rng(0)
@@ -177,6 +200,12 @@ def test_every_reference_is_a_possible_caption_and_few_scenes_share_one():
     counts = caption_ambiguity([c for refs in references for c in refs], scenes)
     assert counts.min() >= 1                         # true of its own scene at least
     assert np.median(counts) == 1 and counts.max() <= 10
+    # The same truths as a matrix: caption j is true of scene i.
+    matches = caption_matches([c for refs in references for c in refs], scenes)
+    assert matches.shape == (300, 1500) and matches.dtype == bool
+    assert matches.sum(axis=0).tolist() == counts.tolist()
+    assert all(matches[i, 5 * i:5 * i + 5].all() for i in range(300))
+    assert matches[0].sum() == sum(c in possible_captions(scenes[0]) for refs in references for c in refs)
 
 
 def test_the_written_dataset_captions_are_true_of_their_scenes(shapes_dir):

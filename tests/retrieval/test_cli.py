@@ -133,5 +133,12 @@ def test_train_and_evaluate_retrieval_with_the_cli(capsys, shapes_dir, tmp_path)
     report = json.loads(out)
     assert report["split"] == "compositional"
     assert report["text_to_image_r10"] == pytest.approx(metrics["text_to_image_r10_compositional"])
+    assert "true_matches" not in report
+    code, out, _ = run_cli(capsys, "evaluate", "retrieval", "--model", model_dir, "--data", shapes_dir,
+                           "--split", "compositional", "--true-matches")
+    assert code == 0
+    both = json.loads(out)
+    assert both["text_to_image_r10"] == pytest.approx(report["text_to_image_r10"])
+    assert both["true_matches"]["text_to_image_r10"] >= report["text_to_image_r10"]
     code, _, err = run_cli(capsys, "evaluate", "retrieval", "--model", tmp_path / "none", "--data", shapes_dir)
     assert_one_line_error(code, err, "none", "does not exist")

@@ -1,6 +1,7 @@
 """Retrieval: the towers, a tiny dual encoder that must learn, global-batch negatives under
 tf.distribute, train_retrieval, the .keras round trip and the SavedModel in a fresh process."""
 
+import dataclasses
 import json
 import textwrap
 
@@ -207,6 +208,40 @@ def test_train_retrieval_reports_recall_both_ways(tiny_retrieval, shapes_dir):
         from vlm_keras import train_retrieval
 
         train_retrieval(data=str(shapes_dir), epochs=1, verbose=0, layers=3)
+
+
+def test_evaluate_with_every_true_pair_right(tiny_retrieval, shapes_dir, tmp_path):
+    from vlm_keras.data.formats import coco
+    from vlm_keras.data.scenes.captions import caption_matches
+    from vlm_keras.data.scenes.dataset import load_scenes
+    from vlm_keras.data.formats.reader import DatasetError
+
+    result, _ = tiny_retrieval
+    # The tiny pool's captions are each true of their own image only: image 1 also gets one of
+    # image 0's captions as a reference, so that one caption is true of an image not its own.
+    split = coco.load_caption_split(shapes_dir, "compositional")
+    split = dataclasses.replace(split, captions=[split.captions[0], split.captions[1] + [split.captions[0][0]],
+                                                 *split.captions[2:]])
+    report = result.evaluate(split, "compositional", verbose=0, true_matches=True)
+    true = report.pop("true_matches")
+    assert report == result.evaluate(split, "compositional", verbose=0)
+    # The same similarities scored by hand with the scenes' truths.
+    scenes = load_scenes(shapes_dir, "compositional")
+    captions = [c for refs in split.captions for c in refs]
+    owner = np.repeat(np.arange(len(split)), [len(refs) for refs in split.captions])
+    similarity = result.embed_images(split.image_paths) @ result.embed_texts(captions).T
+    matches = caption_matches(captions, [scenes[i] for i in split.image_ids])
+    added = len(split.captions[0]) + len(split.captions[1]) - 1      # the caption of image 0 given to image 1
+    assert matches[0, added] and not matches[1, added]
+    assert matches.sum() == len(captions)            # each other caption is true of its own image alone
+    expected = retrieval_report(similarity, owner, matches=matches)
+    for key in ("text_to_image_r1", "image_to_text_r1", "text_to_image_r10", "text_to_image_median_rank"):
+        assert true[key] == pytest.approx(expected[key], abs=1e-6)
+    for key in ("text_to_image_r1", "text_to_image_r5", "image_to_text_r1", "image_to_text_r5"):
+        assert true[key] >= report[key]            # more right answers never lower a recall
+    (tmp_path / "annotations").mkdir()
+    with pytest.raises(DatasetError, match="no scene annotations for split 'test'"):
+        result.evaluate(str(tmp_path), "test", verbose=0, true_matches=True)
 
 
 def test_keras_round_trip_and_load_model(tiny_retrieval, shapes_dir):

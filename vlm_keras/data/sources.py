@@ -139,8 +139,8 @@ def vqa_split_of(data, split, verbose=True, **data_kwargs):
 
 def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwargs):
     """{image_id: `Scene`} of a split of the synthetic scenes ("scenes", "tfds:vlm_scenes", their
-    folder, or a `VQASplit` read from one): where every object is and what it is, for the pointing
-    game and the scene-graph (oracle) VQA models.
+    folder, or a `VQASplit` or `CaptionSplit` read from one): where every object is and what it is,
+    for the pointing game, the scene-graph (oracle) VQA models and retrieval's true matches.
 
     Args:
         purpose: what needs the scenes, for the error messages.
@@ -155,11 +155,12 @@ def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwa
     if explicit:
         raise DatasetError(f"{purpose} reads the synthetic scenes; it cannot use {', '.join(explicit)}= "
                            "files (they do not record where each object is)")
-    if isinstance(data, VQASplit):
+    if isinstance(data, (VQASplit, CaptionSplit)):
         # A split read from a scenes folder: its files are <folder>/annotations/*.json.
         folders = {pathlib.Path(f).parent for f in data.files}
         if len(folders) != 1 or next(iter(folders)).name != "annotations":
-            raise DatasetError(f"VQA split '{data.name}' was not read from a scenes dataset folder "
+            kind = "VQA" if isinstance(data, VQASplit) else "caption"
+            raise DatasetError(f"{kind} split '{data.name}' was not read from a scenes dataset folder "
                                f"(its files: {', '.join(map(str, data.files)) or 'none'}); {purpose} needs "
                                "the synthetic scenes, which record where every object is")
         data, split = str(next(iter(folders)).parent), data.name

@@ -10,7 +10,7 @@ import numpy as np
 RECALL_KS = (1, 5, 10)
 
 
-def retrieval_ranks(similarity, caption_image_index):
+def retrieval_ranks(similarity, caption_image_index, matches=None):
     """1-based ranks of the right answers, in both directions.
 
     Ties count against the model: a wrong item that scores the same as the right one is ranked
@@ -20,6 +20,10 @@ def retrieval_ranks(similarity, caption_image_index):
         similarity: (num_images, num_captions) scores; higher is more similar.
         caption_image_index: (num_captions,) ints, the image (row) that each caption describes.
             Every image needs at least one caption.
+        matches: optional (num_images, num_captions) bools, the pairs that are right besides each
+            caption and its own image: a caption that is just as true of another image of the pool
+            (a false negative of the one-right-image protocol, as ECCV Caption (Chun et al. 2022)
+            counts them for COCO). Each query's rank is then that of its best-ranked right answer.
 
     Returns:
         (image_to_text_ranks (num_images,), text_to_image_ranks (num_captions,)) int arrays:
@@ -43,8 +47,14 @@ def retrieval_ranks(similarity, caption_image_index):
         raise ValueError("similarity holds NaN or infinite values")
 
     right = owner[None, :] == np.arange(num_images)[:, None]                   # (I, C)
-    # Text -> image: images (other than the right one) scoring >= the right image.
-    right_scores = similarity[owner, np.arange(num_captions)]                  # (C,)
+    if matches is not None:
+        matches = np.asarray(matches)
+        if matches.shape != similarity.shape or matches.dtype != bool:
+            raise ValueError(f"matches must be bools shaped like similarity {similarity.shape}; got "
+                             f"{matches.dtype} {matches.shape}")
+        right = right | matches
+    # Text -> image: wrong images scoring >= the caption's best-ranked right image.
+    right_scores = np.where(right, similarity, -np.inf).max(axis=0)            # (C,)
     text_to_image = 1 + np.sum((similarity >= right_scores[None, :]) & ~right, axis=0)
     # Image -> text: wrong captions scoring >= the image's best right caption.
     best_right = np.where(right, similarity, -np.inf).max(axis=1)              # (I,)
@@ -62,11 +72,11 @@ def recall_at_k(ranks, k):
     return float(np.mean(ranks <= k))
 
 
-def retrieval_report(similarity, caption_image_index, ks=RECALL_KS):
+def retrieval_report(similarity, caption_image_index, ks=RECALL_KS, matches=None):
     """Recall@K in both directions and the median and mean ranks.
 
     Args:
-        similarity, caption_image_index: as `retrieval_ranks`.
+        similarity, caption_image_index, matches: as `retrieval_ranks`.
         ks: the K of Recall@K.
 
     Returns:
@@ -74,7 +84,7 @@ def retrieval_report(similarity, caption_image_index, ks=RECALL_KS):
          "text_to_image_median_rank", "image_to_text_mean_rank", "text_to_image_mean_rank",
          "num_images", "num_captions"}: recalls in [0, 1], ranks 1-based.
     """
-    image_to_text, text_to_image = retrieval_ranks(similarity, caption_image_index)
+    image_to_text, text_to_image = retrieval_ranks(similarity, caption_image_index, matches)
     report = {}
     for direction, ranks in (("image_to_text", image_to_text), ("text_to_image", text_to_image)):
         for k in ks:

@@ -9,7 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from vlm_keras.bundle import ModelBundle
-from vlm_keras.data.sources import caption_split_of
+from vlm_keras.data.scenes.captions import caption_matches
+from vlm_keras.data.sources import caption_split_of, scenes_of
 from vlm_keras.encoders.features import extract_features
 from vlm_keras.metrics import retrieval_report
 from vlm_keras.retrieval.export import export_retrieval
@@ -83,17 +84,27 @@ class RetrievalModel(ModelBundle):
         return self.embed_images(images) @ self.embed_texts(texts).T
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, data="scenes", split="test", verbose=1, **data_kwargs):
+    def evaluate(self, data="scenes", split="test", verbose=1, true_matches=False, **data_kwargs):
         """Recall@1/5/10 both ways and the median rank, every image against every caption of a split.
 
         Args:
             data: "scenes", a COCO-format folder, or a loaded `CaptionSplit`.
             split: the split's name.
+            true_matches: also score with every true pair counted as right (synthetic scenes only,
+                whose annotations say which captions are true of which images): a caption as true
+                of another image of the pool is no longer a wrong answer for it
+                (`vlm_keras.data.scenes.captions.caption_matches`).
 
         Returns:
             `vlm_keras.metrics.retrieval_report`'s dict: image -> text (any of an image's
-            captions is right), text -> image (each caption has one right image).
+            captions is right), text -> image (each caption has one right image); with
+            `true_matches`, under "true_matches" the same figures counting every true pair.
+
+        Raises:
+            DatasetError: `true_matches` for data that are not the synthetic scenes.
         """
+        scenes = (scenes_of(data, split, verbose=bool(verbose), purpose="counting every true match", **data_kwargs)
+                  if true_matches else None)
         caption_split = caption_split_of(data, split, verbose=bool(verbose), **data_kwargs)
         features = extract_features(self.encoder, caption_split.image_paths, self.image_size,
                                              verbose=verbose, what=f"{caption_split.name} images")
@@ -102,7 +113,11 @@ class RetrievalModel(ModelBundle):
             image_index.extend([i] * len(refs))
             captions.extend(refs)
         similarity = self.embed_image_features(features) @ self.embed_texts(captions).T   # (I, C)
-        return retrieval_report(similarity, np.asarray(image_index))
+        report = retrieval_report(similarity, np.asarray(image_index))
+        if scenes is not None:
+            matches = caption_matches(captions, [scenes[i] for i in caption_split.image_ids])
+            report["true_matches"] = retrieval_report(similarity, np.asarray(image_index), matches=matches)
+        return report
 
     # -- persistence --------------------------------------------------------------------------
     def export(self, path, overwrite=True):

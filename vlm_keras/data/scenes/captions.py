@@ -175,6 +175,20 @@ def caption_ambiguity(captions, scenes):
     return np.array([true_of.get(caption, 0) for caption in captions], dtype=np.int64)
 
 
+def caption_matches(captions, scenes):
+    """Which captions are true of which scenes: (len(scenes), len(captions)) bools, [i, j] when
+    caption j is in `possible_captions(scenes[i])`. Retrieval's `matches`
+    (`vlm_keras.metrics.retrieval_ranks`): every image a caption is true of counts as right."""
+    column = {}
+    for j, caption in enumerate(captions):
+        column.setdefault(caption, []).append(j)
+    matches = np.zeros((len(scenes), len(captions)), bool)
+    for i, scene in enumerate(scenes):
+        for caption in possible_captions(scene) & column.keys():
+            matches[i, column[caption]] = True
+    return matches
+
+
 def render_example(job):
     """One example of the scenes dataset, from its own random stream (so it is the same whichever
     process makes it): samples the scene, saves its image, writes its captions.
