@@ -25,9 +25,9 @@ four sizes from an eighth of them.
 
 Scores: VQA accuracy (official), captioning CIDEr-D and BLEU-4 (COCO), retrieval R@1 (both
 directions, their mean is the score; and again counting every image a caption is true of as right,
-`RetrievalModel.evaluate(true_matches=True)`, in the runs recorded since it was). Every run appends one JSON line to --out, and a run already
-there (same task, model, size, seed, epochs) is not trained again: an interrupted benchmark
-resumes. The summary prints, per task, model and size, the mean and standard deviation over the
+`RetrievalModel.evaluate(true_matches=True)`, in the runs recorded since it was). Every run appends
+one JSON line to --out, and a run already there (same task, model, size, seed, epochs) is not
+trained again: an interrupted benchmark resumes. The summary prints, per task, model and size, the mean and standard deviation over the
 seeds of the test score, the compositional score and their gap, and the share of the largest
 size's test score; for VQA, "what color" and "what shape" questions about held-out pairs.
 """
@@ -286,6 +286,7 @@ def retrieval_ceiling(largest):
           + " and ".join(f"{'/'.join(f'{v:.3f}' for v in oracle[split])} {name}"
                          for split, name in (("test", "on test"), ("compositional", "compositional")))
           + f" (the score's gap: {gap:.3f})")
+
 
 if __name__ == "__main__":
     main()

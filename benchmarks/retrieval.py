@@ -24,7 +24,7 @@ import tempfile
 import numpy as np
 
 from vlm_keras.data.formats import coco
-from vlm_keras.data.scenes.captions import caption_ambiguity, possible_captions
+from vlm_keras.data.scenes.captions import caption_matches
 from vlm_keras.data.sources import resolve_data_dir
 from vlm_keras.data.scenes.dataset import load_scenes
 from vlm_keras import train_retrieval
@@ -36,7 +36,9 @@ def caption_specificity(data_dir, split):
     caption_split = coco.load_caption_split(data_dir, split, check_images=False)
     scenes_by_id = load_scenes(data_dir, split)
     scenes = [scenes_by_id[i] for i in caption_split.image_ids]
-    counts = caption_ambiguity([c for refs in caption_split.captions for c in refs], scenes)
+    matches = caption_matches([c for refs in caption_split.captions for c in refs], scenes)   # (I, C)
+    counts = matches.sum(axis=0)                                              # images each caption is true of
+    owner = np.repeat(np.arange(len(scenes)), [len(refs) for refs in caption_split.captions])
     return {"split": split, "images": len(caption_split), "captions": len(counts),
             "images_per_caption_median": float(np.median(counts)),
             "images_per_caption_p90": float(np.percentile(counts, 90)),
@@ -44,28 +46,26 @@ def caption_specificity(data_dir, split):
             "captions_true_of_one_image": float(np.mean(counts == 1)),
             "oracle_text_to_image_r1": float(np.mean(1.0 / counts)),
             "oracle_text_to_image_r10": float(np.mean(np.minimum(1.0, 10.0 / counts))),
-            "oracle_image_to_text_r1": oracle_image_to_text_r1(scenes, caption_split.captions)}
+            "oracle_image_to_text_r1": oracle_image_to_text_r1(matches, owner)}
 
 
-def oracle_image_to_text_r1(scenes, captions):
+def oracle_image_to_text_r1(matches, caption_image_index):
     """Image -> text Recall@1 of the oracle that knows which pool captions are true of each image:
     it picks, at random, one of the image's true captions that are true of the fewest pool images
     (the likeliest to have been written for it). An image counts once, found when the pick is one
     of its own captions.
 
     Args:
-        scenes: the pool's `Scene`s.
-        captions: for each scene, its reference captions; the pool's captions are all of them.
+        matches: (num_images, num_captions) bools, caption j true of image i
+            (`vlm_keras.data.scenes.captions.caption_matches`); an image's own captions are true of it.
+        caption_image_index: (num_captions,) ints, the image each caption was written for.
     """
-    pool = [c for refs in captions for c in refs]
-    counts = caption_ambiguity(pool, scenes)                                  # images each caption is true of
-    owner = np.repeat(np.arange(len(scenes)), [len(refs) for refs in captions])
+    counts = matches.sum(axis=0)                                              # images each caption is true of
     hits = []
-    for i, scene in enumerate(scenes):
-        true = possible_captions(scene)
-        candidates = np.array([k for k, c in enumerate(pool) if c in true])   # its own captions are true of it
+    for i, true in enumerate(matches):
+        candidates = np.flatnonzero(true)
         fewest = candidates[counts[candidates] == counts[candidates].min()]
-        hits.append(np.mean(owner[fewest] == i))
+        hits.append(np.mean(caption_image_index[fewest] == i))
     return float(np.mean(hits))
 
 

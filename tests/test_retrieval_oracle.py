@@ -5,9 +5,10 @@ import importlib.util
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
-from vlm_keras.data.scenes.captions import caption_ambiguity
+from vlm_keras.data.scenes.captions import caption_ambiguity, caption_matches
 from vlm_keras.data.scenes.scenes import Scene, SceneObject
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval.py"
@@ -39,7 +40,7 @@ def test_oracle_prefers_the_captions_true_of_fewest_images():
     # Text -> image: the sized captions find their image, the others one of two: (1 + 0.5 + 1 + 0.5) / 4.
     # Image -> text: each image picks its own sized caption (true of it alone), not one of the three
     # true of it (which would find its own 2 of 3 times).
-    assert _module().oracle_image_to_text_r1(scenes, captions) == 1.0
+    assert _module().oracle_image_to_text_r1(caption_matches(pool, scenes), np.array([0, 0, 1, 1])) == 1.0
     assert float((1.0 / caption_ambiguity(pool, scenes)).mean()) == 0.75
 
 
@@ -47,4 +48,5 @@ def test_oracle_cannot_tell_identical_images_apart():
     scenes = [_scene("small"), _scene("small")]
     captions = [["a small red circle in the top left"], ["a red circle in the upper left"]]
     # Both captions are true of both images: each image picks either caption, its own half the time.
-    assert _module().oracle_image_to_text_r1(scenes, captions) == pytest.approx(0.5)
+    matches = caption_matches([c for refs in captions for c in refs], scenes)
+    assert _module().oracle_image_to_text_r1(matches, np.array([0, 1])) == pytest.approx(0.5)

@@ -53,11 +53,12 @@ def retrieval_ranks(similarity, caption_image_index, matches=None):
             raise ValueError(f"matches must be bools shaped like similarity {similarity.shape}; got "
                              f"{matches.dtype} {matches.shape}")
         right = right | matches
+    right_only = np.where(right, similarity, -np.inf)                          # (I, C)
     # Text -> image: wrong images scoring >= the caption's best-ranked right image.
-    right_scores = np.where(right, similarity, -np.inf).max(axis=0)            # (C,)
+    right_scores = right_only.max(axis=0)                                      # (C,)
     text_to_image = 1 + np.sum((similarity >= right_scores[None, :]) & ~right, axis=0)
     # Image -> text: wrong captions scoring >= the image's best right caption.
-    best_right = np.where(right, similarity, -np.inf).max(axis=1)              # (I,)
+    best_right = right_only.max(axis=1)                                        # (I,)
     image_to_text = 1 + np.sum((similarity >= best_right[:, None]) & ~right, axis=1)
     return image_to_text.astype(np.int64), text_to_image.astype(np.int64)
 

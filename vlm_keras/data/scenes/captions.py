@@ -168,11 +168,7 @@ def caption_ambiguity(captions, scenes):
     Returns:
         (len(captions),) int array; 1 means the caption singles out one scene of the pool.
     """
-    true_of = {}
-    for scene in scenes:
-        for caption in possible_captions(scene):
-            true_of[caption] = true_of.get(caption, 0) + 1
-    return np.array([true_of.get(caption, 0) for caption in captions], dtype=np.int64)
+    return caption_matches(captions, scenes).sum(axis=0, dtype=np.int64)
 
 
 def caption_matches(captions, scenes):
