@@ -66,7 +66,12 @@ Image.open(test.image_paths[0]).resize((128, 128))
 # colour-shape pairs alike (`05_open_problems`; `outline=False` turns it off). The towers' cosine
 # similarity, times a learned inverse temperature, scores every image of a batch against every caption of
 # the batch. The loss is CLIP's symmetric contrastive
-# loss: each image must pick its own caption among the batch's, and each caption its own image.
+# loss: each image must pick its own caption among the batch's, and each caption its own image. Each
+# caption also brings a hard negative, drawn anew every epoch: a copy with two of its colours, shapes,
+# sizes or places exchanged or one replaced ("a red circle above a blue square" -> "a blue circle above a
+# red square"), an extra wrong caption for every image, which only a model that binds each colour to its
+# own shape can tell from the true one (`hard_negatives`, the default since it retrieves better on both
+# test pools, README; no negative writes a colour-shape pair the training captions lack).
 #
 # The default batch is 256 (more negatives per step); with this notebook's 640 training images that is
 # 3 updates an epoch, too few for 6 epochs, so we train on batches of 64 (10 updates an epoch).

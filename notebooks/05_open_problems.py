@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -67,7 +67,7 @@ Image.open(compositional.image_paths[0]).resize((128, 128))
 # so the models train on batches of 32: the default 256 would make one or two updates an epoch. They are
 # trained without the outline stream (`outline=False`): at these sizes it learns no faster than the model
 # without it (the full-size curves below, where it pulls ahead from 1,200 training images on), and at 480
-# images and 4 epochs it still sees too little to show the gap.
+# images and 4 epochs it still sees too little to show the gap. The default's hard negative captions stay on.
 
 # %%
 SMALL = dict(epochs=EPOCHS, batch_size=32, outline=False, image_size=64, seed=0, verbose=0)
@@ -79,9 +79,10 @@ for direction in ("text_to_image", "image_to_text"):
           f"{m[direction + '_r10_test']:11.3f}{m[direction + '_r10_compositional']:12.3f}")
 
 # %% [markdown]
-# The drop from the test pool to the compositional one is the cost of unseen combinations. At full size
-# (6,000 images, three seeds, the curves below) it is 0.22 of Recall@1 for retrieval and 0.13 of BLEU-4 for
-# the LSTM captioner, with their default models.
+# The drop from the test pool to the compositional one is the cost of unseen combinations. On pools of 60
+# images one run is noisy (each image is 0.017 of R@1, and the two directions can disagree about the drop,
+# as in this run's). At full size (6,000 images, three seeds, the curves below) it is 0.20 of Recall@1 for
+# retrieval and 0.13 of BLEU-4 for the LSTM captioner, with their default models.
 #
 # ## 2 · Data efficiency: a learning curve
 #
@@ -136,7 +137,8 @@ STREAM = "outline=true+outline_stream=true+region_appearance=32"
 GROUNDED = "attention+outline=true+grounded_words=scenes"   # the attention captioner, visual words grounded
 SHOWN = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true", "graph+outline=true"),
          "captioning": ("lstm+outline=false", f"lstm+{STREAM}", GROUNDED),
-         "retrieval": ("default+outline=false", f"default+{STREAM}")}
+         "retrieval": ("default+outline=false+hard_negatives=false", f"default+{STREAM}+hard_negatives=false",
+                       "default+hard_negatives=true")}
 groups = sorted({(r["task"], r["model"]) for r in rows if r["model"] in SHOWN.get(r["task"], ())},
                 key=lambda g: (list(SCORE).index(g[0]), g[1]))
 if not groups:
@@ -152,7 +154,9 @@ else:
             for split, style in (("test", "o-"), ("compositional", "s--")):
                 scores = [[r["score_" + split] for r in at[n]] for n in sizes]
                 mean, std = np.array([np.mean(s) for s in scores]), np.array([np.std(s) for s in scores])
-                name = model.replace(f"+{STREAM}", " + outline stream").replace(GROUNDED, "attention, grounded words")
+                name = (model.replace(f"+{STREAM}", " + outline stream").replace(GROUNDED, "attention, grounded words")
+                        .replace("+hard_negatives=false", "").replace("default+hard_negatives=true",
+                                                                      "stream + hard negatives"))
                 ax.plot(sizes, mean, style, color=colour, label=f"{name}, {split}")
                 ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
             print(f"{task} {model}: " + "; ".join(
@@ -183,7 +187,12 @@ else:
 # there the held-out pairs gain as much as the seen ones, not more (both are now their trainers'
 # defaults). The retrieval model with the stream
 # also learns more from less (R@1 0.71 at 2,400 images, above the previous default's 0.68 at 4,800); the captioner
-# gains only at the largest size. Why the captioner's gap stays (`benchmarks/caption_pairs.py`, in the README):
+# gains only at the largest size. Hard negative captions (the retrieval model's default now, "stream + hard
+# negatives": each caption also brings a copy with two of its colours, shapes or places exchanged, never
+# writing a colour-shape pair the training captions lack) learn more from less again: R@1 0.67 at 1,200
+# images (0.51 without them) and 0.85 at 2,400, above the 0.82 they reach at 4,800, where the compositional
+# pool gains 0.02 (0.59 -> 0.61) at the same test score. The retrieval gap narrows only from 0.22 to 0.20,
+# not the half the issue asks for. Why the captioner's gap stays (`benchmarks/caption_pairs.py`, in the README):
 # on the compositional images it names the objects whose colour-shape pair it has seen 0.44 of the time and
 # those whose pair is held out 0.07 of the time (0.001 without the outline stream), and in place of a held-out
 # object it mostly writes its colour with a shape seen in that colour. The colour comes from the image, the

@@ -376,6 +376,14 @@ class RetrievalConfig(RunConfig):
                            "grey), and the image tower's region convolutions read the outlines (shape without "
                            "colour) and its appearance stream the pixels (outline_stream and region_appearance=32 "
                            "unless given). Default: on for attention pooling, off for the others")
+    hard_negatives: bool = option(None, "each training caption also brings a copy with two of its colours, shapes, "
+                                  "sizes or places exchanged or one replaced (never writing a colour-shape pair the "
+                                  "training captions lack), an extra wrong caption for every image of the batch. "
+                                  "Default: on where the vocabulary holds such words (the scenes' captions do)")
+    bound_words: str = option(None, "the text tower's LSTM reads the caption with its attribute words replaced by "
+                              "their group, and the words come back bound to the roles it gives their places: "
+                              "'scenes' (the scenes' colours, shapes, sizes) or groups as 'red,blue;circle,square'",
+                              parse=str)
 
     TASK: ClassVar[str] = "retrieval"
 
@@ -391,6 +399,11 @@ class RetrievalConfig(RunConfig):
     def validate(self):
         super().validate()
         self._check_outline_stream()
+        if self.bound_words is not None:
+            groups = parse_word_groups(self.bound_words)
+            if groups != "scenes" and not groups:
+                raise ValueError(f"bound_words {self.bound_words!r} names no words; give 'scenes' or groups of "
+                                 "words, e.g. 'red,blue;circle,square'")
 
 
 TASK_CONFIGS = {"captioner": CaptionerConfig, "vqa": VQAConfig, "retrieval": RetrievalConfig}

@@ -55,6 +55,26 @@ def test_two_captions_of_one_image_are_not_negatives():
     assert float(contrastive_loss(logits)) == pytest.approx(unmasked, abs=1e-6)
 
 
+def test_hard_negative_captions_join_the_image_to_text_half_only():
+    logits = np.array([[2.0, 0.0],
+                       [1.0, 1.0]], "float32")
+    negative_logits = np.array([[1.0, 5.0],
+                                [4.0, 0.0]], "float32")                            # images x negatives
+    has_negative = np.array([True, False])
+    # image -> text: each row also sees the negatives that exist (column 0 only here).
+    image_to_text = (_ce([2.0, 0.0, 1.0], 0) + _ce([1.0, 1.0, 4.0], 1)) / 2
+    text_to_image = (_ce([2.0, 1.0], 0) + _ce([0.0, 1.0], 1)) / 2                  # unchanged: no image
+    expected = (image_to_text + text_to_image) / 2
+    assert float(contrastive_loss(logits, None, negative_logits, has_negative)) == pytest.approx(expected, abs=1e-6)
+    # Every negative present: all four columns count.
+    both = (_ce([2.0, 0.0, 1.0, 5.0], 0) + _ce([1.0, 1.0, 4.0, 0.0], 1)) / 2
+    assert float(contrastive_loss(logits, None, negative_logits)) == pytest.approx(
+        (both + text_to_image) / 2, abs=1e-6)
+    # No negative present: the plain loss.
+    assert float(contrastive_loss(logits, None, negative_logits, np.zeros(2, bool))) == pytest.approx(
+        float(contrastive_loss(logits)), abs=1e-6)
+
+
 def test_contrastive_loss_rejects_non_square_logits():
     with pytest.raises(ValueError, match=r"\(B, B\) logits.*\(2, 3\)"):
         contrastive_loss(np.zeros((2, 3), "float32"))

@@ -131,9 +131,11 @@ def test_mean_pooling_cannot_tell_where_things_are():
 
 def test_negatives_come_from_the_global_batch_under_tf_distribute(tmp_path):
     """One step on 2 replicas (2 logical CPUs) equals one step on one device with the whole batch,
-    and differs from the loss of two half-batches (negatives from the local batch only)."""
+    and differs from the loss of two half-batches (negatives from the local batch only); with hard
+    negative captions too (each replica's are gathered like its captions)."""
     script = textwrap.dedent("""
         import json
+        import sys
         import numpy as np
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -147,8 +149,11 @@ def test_negatives_come_from_the_global_batch_under_tf_distribute(tmp_path):
         x = {"image_features": rng.normal(size=(8, 2, 2, 4)).astype("float32"),
              "caption_tokens": rng.integers(4, 12, size=(8, 5)).astype("int32")}
         y = np.arange(8)
+        hard = {"negative_tokens": rng.integers(4, 12, size=(8, 5)).astype("int32"),
+                "has_negative": np.array([1, 1, 0, 1, 1, 1, 1, 0], "float32")}
 
-        def step():
+        def step(negatives):
+            inputs = dict(x, **hard) if negatives else x
             keras.utils.set_random_seed(0)
             image_tower = build_image_tower((2, 2, 4), embed_dim=8, hidden_dim=16, dropout=0.0)
             adapt_region_encoder(image_tower, x["image_features"])
@@ -157,30 +162,42 @@ def test_negatives_come_from_the_global_batch_under_tf_distribute(tmp_path):
             trainer.compile(optimizer=keras.optimizers.SGD(0.5))
 
             def loss_of(rows):
-                similarity = dual.get_layer("similarity")
-                return float(contrastive_loss(similarity(
-                    dual.get_layer("image_tower")(x["image_features"][rows]),
-                    dual.get_layer("text_tower")(x["caption_tokens"][rows]))))
+                similarity, text_tower = dual.get_layer("similarity"), dual.get_layer("text_tower")
+                images = dual.get_layer("image_tower")(x["image_features"][rows])
+                negative_logits = (similarity(images, text_tower(hard["negative_tokens"][rows])) if negatives
+                                   else None)
+                return float(contrastive_loss(similarity(images, text_tower(x["caption_tokens"][rows])), None,
+                                              negative_logits, hard["has_negative"][rows] if negatives else None))
 
             initial = [w.copy() for w in dual.get_weights()]
             global_loss, half_losses = loss_of(slice(0, 8)), [loss_of(slice(0, 4)), loss_of(slice(4, 8))]
-            fit_loss = trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"][0]
+            fit_loss = trainer.fit(inputs, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history["loss"][0]
             return {"initial": initial, "final": dual.get_weights(), "fit_loss": fit_loss,
                     "global_loss": global_loss, "local_loss": float(np.mean(half_losses)),
                     "replicas": trainer.distribute_strategy.num_replicas_in_sync}
 
-        one = step()
-        with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
-            two = step()
-        print(json.dumps({
-            "replicas": [one["replicas"], two["replicas"]],
-            "same_start": all(np.allclose(a, b) for a, b in zip(one["initial"], two["initial"])),
-            "moved": max(float(np.abs(a - b).max()) for a, b in zip(one["initial"], one["final"])),
-            "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(one["final"], two["final"])),
-            "fit_loss": [one["fit_loss"], two["fit_loss"]], "global_loss": one["global_loss"],
-            "local_loss": one["local_loss"]}))
+        def compare(negatives):
+            one = step(negatives)
+            with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+                two = step(negatives)
+            return {
+                "replicas": [one["replicas"], two["replicas"]],
+                "same_start": all(np.allclose(a, b) for a, b in zip(one["initial"], two["initial"])),
+                "moved": max(float(np.abs(a - b).max()) for a, b in zip(one["initial"], one["final"])),
+                "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(one["final"], two["final"])),
+                "fit_loss": [one["fit_loss"], two["fit_loss"]], "global_loss": one["global_loss"],
+                "local_loss": one["local_loss"]}
+
+        print(json.dumps(compare(sys.argv[1] == "negatives")))
     """)
-    got = run_python(script, cwd=tmp_path)
+    # One process each: a second MirroredStrategy in a process can meet the first one's collective keys.
+    plain, hard = (run_python(script, cwd=tmp_path, args=[which]) for which in ("plain", "negatives"))
+    assert hard["global_loss"] > plain["global_loss"] + 0.1            # the negatives are in the loss
+    for got in (plain, hard):
+        _check_one_step_on_two_replicas(got)
+
+
+def _check_one_step_on_two_replicas(got):
     assert got["replicas"] == [1, 2] and got["same_start"]
     # Both report the loss of the 8 x 8 batch, not the mean of two 4 x 4 ones (about log 8 vs log 4).
     assert got["fit_loss"][0] == pytest.approx(got["global_loss"], abs=1e-5)

@@ -5,9 +5,9 @@ import keras
 from vlm_keras.captioning.captioner import Captioner
 from vlm_keras.captioning.losses import MaskedTokenAccuracy, caption_loss
 from vlm_keras.captioning.models import DECODER_BUILDERS, build_caption_decoder, build_captioner
-from vlm_keras.config import CaptionerConfig, check_model_options, parse_word_groups
+from vlm_keras.config import CaptionerConfig, check_model_options
 from vlm_keras.data import pipeline
-from vlm_keras.data.scenes.captions import VISUAL_WORD_GROUPS
+from vlm_keras.data.text import word_groups
 from vlm_keras.encoders.regions import adapt_region_encoder
 from vlm_keras.encoders.vgg16 import image_input
 from vlm_keras.metrics import evaluate_captions, tokenize_captions
@@ -151,28 +151,6 @@ def _train(run):
     monitor = monitor if val_data is not None else "loss"
     best = max if mode == "max" else min
     return run.finish(captioner, splits, _describe, metrics={"best_" + monitor: float(best(history[monitor]))})
-
-
-def word_groups(grounded_words, tokenizer):
-    """`CaptionerConfig.grounded_words` as groups of token ids of `tokenizer`.
-
-    "scenes": the synthetic scenes' colours, shapes and sizes (`VISUAL_WORD_GROUPS`), each word the
-    vocabulary holds (a small training set may lack a synonym). Named groups: every word must be
-    in the vocabulary; a ValueError names those that are not.
-    """
-    vocabulary = {word: i for i, word in enumerate(tokenizer.id_to_token)}
-    groups = parse_word_groups(grounded_words)
-    if groups == "scenes":
-        groups = [[word for word in group if word in vocabulary] for group in VISUAL_WORD_GROUPS]
-        if not any(groups):
-            raise ValueError("grounded_words='scenes': the training captions hold none of the scenes' colour, shape "
-                             "and size words; name this dataset's visual words, e.g. 'red,blue;circle,square'")
-        return [[vocabulary[word] for word in group] for group in groups if group]
-    missing = [word for group in groups for word in group if word not in vocabulary]
-    if missing:
-        raise ValueError(f"grounded_words names {', '.join(repr(w) for w in missing)}, not in the training "
-                         f"captions' vocabulary ({tokenizer.vocab_size} tokens)")
-    return [[vocabulary[word] for word in group] for group in groups]
 
 
 def _describe(report):

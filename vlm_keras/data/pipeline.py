@@ -200,9 +200,19 @@ def grouped_vqa_dataset(features, images, question_tokens, answer_ids, batch_ima
     return ds.map(to_example, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def retrieval_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0):
+def retrieval_dataset(features, image_index, caption_ids, batch_size, shuffle=True, seed=0, epoch=0, skip=0,
+                      negatives=None):
     """Batches of ({image_features, caption_tokens}, image index): every (image, reference) pair
     once per epoch (`caption_examples`). The image index is the target: the contrastive loss uses
-    it so that two captions of one image in a batch are not each other's negatives."""
-    return feature_dataset(features, image_index, {"caption_tokens": caption_ids}, image_index,
+    it so that two captions of one image in a batch are not each other's negatives.
+
+    `negatives`: optional (negative_ids (N, T), has_negative (N,)), a hard negative caption per
+    example (`vlm_keras.retrieval.negatives.NegativeCaptions.sample`), batched with it as
+    "negative_tokens" and "has_negative" (float32 0/1, which every replica can gather)."""
+    inputs = {"caption_tokens": caption_ids}
+    if negatives is not None:
+        negative_ids, has_negative = negatives
+        inputs.update(negative_tokens=np.asarray(negative_ids, np.int32),
+                      has_negative=np.asarray(has_negative, np.float32))
+    return feature_dataset(features, image_index, inputs, image_index,
                            batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)

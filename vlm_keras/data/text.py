@@ -21,6 +21,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from vlm_keras.config import parse_word_groups
+from vlm_keras.data.scenes.captions import VISUAL_WORD_GROUPS
+
 PAD_TOKEN = ""
 UNK_TOKEN = "[UNK]"
 START_TOKEN = "<start>"
@@ -189,3 +192,26 @@ class Tokenizer:
     def load(cls, path):
         with open(path, encoding="utf-8") as f:
             return cls.from_config(json.load(f))
+
+
+def word_groups(spec, tokenizer, what="grounded_words"):
+    """A spec of word groups (`CaptionerConfig.grounded_words`, `RetrievalConfig.bound_words`) as
+    groups of token ids of `tokenizer`; `what` names the option in the errors.
+
+    "scenes": the synthetic scenes' colours, shapes and sizes (`VISUAL_WORD_GROUPS`), each word the
+    vocabulary holds (a small training set may lack a synonym). Named groups: every word must be
+    in the vocabulary; a ValueError names those that are not.
+    """
+    vocabulary = {word: i for i, word in enumerate(tokenizer.id_to_token)}
+    groups = parse_word_groups(spec)
+    if groups == "scenes":
+        groups = [[word for word in group if word in vocabulary] for group in VISUAL_WORD_GROUPS]
+        if not any(groups):
+            raise ValueError(f"{what}='scenes': the training captions hold none of the scenes' colour, shape "
+                             "and size words; name this dataset's visual words, e.g. 'red,blue;circle,square'")
+        return [[vocabulary[word] for word in group] for group in groups if group]
+    missing = [word for group in groups for word in group if word not in vocabulary]
+    if missing:
+        raise ValueError(f"{what} names {', '.join(repr(w) for w in missing)}, not in the training "
+                         f"captions' vocabulary ({tokenizer.vocab_size} tokens)")
+    return [[vocabulary[word] for word in group] for group in groups]

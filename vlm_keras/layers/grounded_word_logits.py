@@ -4,6 +4,25 @@ import keras
 from keras import ops
 
 
+def check_word_groups(vocab_size, word_groups):
+    """`word_groups` as lists of ints, each group non-empty, disjoint, in 1..V-1; a ValueError names
+    what is wrong."""
+    groups = [[int(i) for i in group] for group in word_groups]
+    if not groups:
+        raise ValueError("word_groups is empty; give at least one group of words")
+    seen = set()
+    for g, group in enumerate(groups):
+        if not group:
+            raise ValueError(f"word_groups[{g}] is empty; every group needs at least one token id")
+        for i in group:
+            if not 0 < i < vocab_size:
+                raise ValueError(f"word_groups[{g}] holds token id {i}; expected ids in 1..{vocab_size - 1}")
+            if i in seen:
+                raise ValueError(f"token id {i} is in more than one of word_groups; groups must be disjoint")
+            seen.add(i)
+    return groups
+
+
 @keras.saving.register_keras_serializable(package="vlm_keras")
 class GroundedWordLogits(keras.layers.Layer):
     """The decoder's state and the attended region -> next-word logits, with the visual words grounded.
@@ -54,19 +73,7 @@ class GroundedWordLogits(keras.layers.Layer):
         super().__init__(**kwargs)
         self.supports_masking = True      # the state's padding mask passes on, as through a Dense
         self.vocab_size = int(vocab_size)
-        self.word_groups = [[int(i) for i in group] for group in word_groups]
-        seen = set()
-        for g, group in enumerate(self.word_groups):
-            if not group:
-                raise ValueError(f"word_groups[{g}] is empty; every group needs at least one token id")
-            for i in group:
-                if not 0 < i < self.vocab_size:
-                    raise ValueError(f"word_groups[{g}] holds token id {i}; expected ids in 1..{self.vocab_size - 1}")
-                if i in seen:
-                    raise ValueError(f"token id {i} is in more than one of word_groups; groups must be disjoint")
-                seen.add(i)
-        if not self.word_groups:
-            raise ValueError("word_groups is empty; give at least one group of visual words")
+        self.word_groups = check_word_groups(self.vocab_size, word_groups)
         # membership (G, V): 1 where word w is in group g.
         membership = [[0.0] * self.vocab_size for _ in self.word_groups]
         for g, group in enumerate(self.word_groups):

@@ -20,7 +20,8 @@ from keras import ops
 
 from vlm_keras.config import IMAGE_POOLING
 from vlm_keras.encoders.regions import adapt_region_encoder, region_grid
-from vlm_keras.layers import RegionEmbedding, ScaledCosineSimilarity, ScaledDotProductAttention
+from vlm_keras.layers import (GroupedTokens, RegionEmbedding, RoleFillerBinding, ScaledCosineSimilarity,
+                              ScaledDotProductAttention)
 
 
 def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_pool="auto", hidden_dim=512,
@@ -40,7 +41,8 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
             "mean": the average cell: position is lost (a baseline).
         grid_pool: max-pools the grid by this factor first (as VGG16's own pooling); "auto" pools
             a grid larger than 4x4 down to 4x4 (block3_pool's 8x8 cells at 64 px by 2), 1 not at all.
-        hidden_dim: width of the hidden layer before the projection.
+        hidden_dim: width of the hidden layer before the projection; 0: none (the embedding is
+            then linear in the pooled features).
         attention_dim: size of the region vectors ("attention" only).
         glimpses: attention hops ("attention" only).
         dropout: dropout on the pooled features, before the hidden layer (the tower overfits
@@ -89,7 +91,8 @@ def build_image_tower(feature_shape, embed_dim=256, pooling="attention", grid_po
             query = keras.layers.Add(name=f"next_query_{i}")([query, attended])
         x = keras.layers.Concatenate(name="glimpses")(parts)                        # (B, glimpses*A)
     x = keras.layers.Dropout(dropout, name="feature_dropout")(x)
-    x = keras.layers.Dense(hidden_dim, activation="relu", name="image_hidden")(x)    # (B, H)
+    if hidden_dim:
+        x = keras.layers.Dense(hidden_dim, activation="relu", name="image_hidden")(x)    # (B, H)
     x = keras.layers.Dense(embed_dim, dtype="float32", name="image_projection")(x)   # (B, D)
     embeddings = keras.layers.UnitNormalization(axis=-1, dtype="float32", name="image_embedding")(x)
     return keras.Model(image_features, embeddings, name=name)
@@ -105,7 +108,7 @@ def adapt_image_tower(image_tower, features, batch_size=512):
 
 
 def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirectional=True, word_bag=False,
-                     name="text_tower"):
+                     word_groups=(), name="text_tower"):
     """Caption tokens -> an L2-normalised text embedding, as a functional model.
 
     Args:
@@ -120,6 +123,12 @@ def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirec
             order) and add it to the BiLSTM's projection: a caption's embedding then moves with each
             of its words by the same amount, whichever words surround it (a colour-shape pair the
             LSTM never read is the sum of two words it has).
+        word_groups: groups of token ids of attribute words (e.g. the colours, the shapes, the
+            sizes). With them the LSTM reads the caption with each attribute word replaced by its
+            group (`GroupedTokens`: "a COLOUR SHAPE above a COLOUR SHAPE"), and the attribute words
+            come back bound to the roles it gives their places (`RoleFillerBinding`): the
+            embedding is the projection of the LSTM's mean state plus sum_t role_t * filler(w_t).
+            The LSTM then never reads which colour goes with which shape.
         name: the model's name.
 
     Call arguments:
@@ -129,13 +138,24 @@ def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirec
         A `keras.Model` giving (B, embed_dim) float32 unit vectors.
     """
     caption_tokens = keras.Input((None,), dtype="int32", name="caption_tokens")      # (B, T)
-    words = keras.layers.Embedding(vocab_size, word_dim, mask_zero=True,
-                                   name="word_embedding")(caption_tokens)          # (B, T, E)
-    lstm = keras.layers.LSTM(units, name="caption_lstm")
+    read = caption_tokens
+    if word_groups:
+        read = GroupedTokens(vocab_size, word_groups, name="grouped_tokens")(caption_tokens)
+    words = keras.layers.Embedding(vocab_size + len(word_groups), word_dim, mask_zero=True,
+                                   name="word_embedding")(read)                     # (B, T, E)
+    lstm = keras.layers.LSTM(units, return_sequences=bool(word_groups), name="caption_lstm")
     if bidirectional:
         lstm = keras.layers.Bidirectional(lstm, name="caption_bilstm")
-    x = lstm(words)                                                                 # (B, U) or (B, 2U)
+    x = lstm(words)                                                                 # (B, U) or (B, 2U); (B, T, .)
+    if word_groups:
+        states = x
+        x = keras.layers.GlobalAveragePooling1D(name="mean_state")(states)          # padding masked
     x = keras.layers.Dense(embed_dim, dtype="float32", name="text_projection")(x)    # (B, D)
+    if word_groups:
+        roles = keras.layers.Dense(embed_dim, name="word_roles")(states)            # (B, T, D)
+        bound = RoleFillerBinding(vocab_size, word_groups, embed_dim, dtype="float32",
+                                  name="bound_words")([caption_tokens, roles])       # (B, D)
+        x = keras.layers.Add(dtype="float32", name="with_bound_words")([x, bound])
     if word_bag:
         bag = keras.layers.GlobalAveragePooling1D(name="word_bag")(words)           # (B, E), padding masked
         bag = keras.layers.Dense(embed_dim, dtype="float32", name="word_bag_projection")(bag)   # (B, D)
@@ -183,7 +203,7 @@ def build_retrieval_model(encoder, dual_encoder, name="retrieval"):
     return keras.Model([image, caption_tokens], logits, name=name)
 
 
-def contrastive_loss(logits, image_ids=None):
+def contrastive_loss(logits, image_ids=None, negative_logits=None, has_negative=None):
     """CLIP's symmetric in-batch contrastive loss.
 
     Row i of `logits` scores image i against every caption of the batch and column j caption j
@@ -195,6 +215,11 @@ def contrastive_loss(logits, image_ids=None):
         logits: (B, B) similarities of B images against their B captions, in the same order.
         image_ids: optional (B,) ids of the images: when two examples show the same image (two of
             its captions in one batch), neither is counted as a negative of the other.
+        negative_logits: optional (B, B) similarities of the B images against B hard negative
+            captions (`vlm_keras.retrieval.negatives`): extra wrong captions for every image, in the
+            image -> text half only (a negative caption has no image to find).
+        has_negative: optional (B,) bool: which columns of `negative_logits` hold a negative (the
+            others are left out).
 
     Returns:
         A float32 scalar.
@@ -210,7 +235,14 @@ def contrastive_loss(logits, image_ids=None):
         same_image = ops.equal(ids[:, None], ids[None, :])
         false_negatives = ops.logical_and(same_image, ops.logical_not(ops.eye(batch, dtype="bool")))
         logits = ops.where(false_negatives, ops.cast(-1e9, "float32"), logits)
-    image_to_text = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    image_logits = logits
+    if negative_logits is not None:
+        negative_logits = ops.cast(negative_logits, "float32")                       # (B, B)
+        if has_negative is not None:
+            keep = ops.reshape(ops.cast(has_negative, "bool"), (1, -1))
+            negative_logits = ops.where(keep, negative_logits, ops.cast(-1e9, "float32"))
+        image_logits = ops.concatenate([logits, negative_logits], axis=1)           # (B, 2B)
+    image_to_text = keras.losses.sparse_categorical_crossentropy(labels, image_logits, from_logits=True)
     text_to_image = keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits),
                                                                  from_logits=True)
     return (ops.mean(image_to_text) + ops.mean(text_to_image)) / 2.0
@@ -241,11 +273,14 @@ class ContrastiveTrainer(keras.Model):
         dual_encoder: from `build_dual_encoder`.
 
     Call arguments:
-        inputs: {"image_features": (B, h, w, c), "caption_tokens": (B, T)}; the targets passed to
-            `fit` are the (B,) image ids of the examples (for `contrastive_loss`'s `image_ids`).
+        inputs: {"image_features": (B, h, w, c), "caption_tokens": (B, T)}, and optionally
+            "negative_tokens" (B, T) and "has_negative" (B,): a hard negative caption per example
+            (`vlm_keras.retrieval.negatives`); the targets passed to `fit` are the (B,) image ids
+            of the examples (for `contrastive_loss`'s `image_ids`).
 
     Returns:
-        {"image_embeddings": (B, D), "text_embeddings": (B, D)}.
+        {"image_embeddings": (B, D), "text_embeddings": (B, D)}, and "negative_embeddings" (B, D)
+        and "has_negative" (B,) with negatives.
     """
 
     def __init__(self, dual_encoder, **kwargs):
@@ -254,12 +289,22 @@ class ContrastiveTrainer(keras.Model):
 
     def call(self, inputs, training=False):
         encoder = self.dual_encoder
-        return {"image_embeddings": encoder.get_layer("image_tower")(inputs["image_features"], training=training),
-                "text_embeddings": encoder.get_layer("text_tower")(inputs["caption_tokens"], training=training)}
+        text_tower = encoder.get_layer("text_tower")
+        outputs = {"image_embeddings": encoder.get_layer("image_tower")(inputs["image_features"], training=training),
+                   "text_embeddings": text_tower(inputs["caption_tokens"], training=training)}
+        if "negative_tokens" in inputs:
+            outputs["negative_embeddings"] = text_tower(inputs["negative_tokens"], training=training)
+            outputs["has_negative"] = inputs["has_negative"]
+        return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        similarity = self.dual_encoder.get_layer("similarity")
         images = gather_replicas(y_pred["image_embeddings"])                        # (B, D)
         texts = gather_replicas(y_pred["text_embeddings"])                          # (B, D)
         image_ids = gather_replicas(y) if y is not None else None
-        loss = contrastive_loss(self.dual_encoder.get_layer("similarity")(images, texts), image_ids)
+        negative_logits = has_negative = None
+        if "negative_embeddings" in y_pred:
+            negative_logits = similarity(images, gather_replicas(y_pred["negative_embeddings"]))   # (B, B)
+            has_negative = gather_replicas(y_pred["has_negative"])
+        loss = contrastive_loss(similarity(images, texts), image_ids, negative_logits, has_negative)
         return loss / tf.distribute.get_strategy().num_replicas_in_sync

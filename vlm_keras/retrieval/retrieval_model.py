@@ -54,8 +54,11 @@ class RetrievalModel(ModelBundle):
         return float(1.0 / self.dual_encoder.get_layer("similarity").scale())
 
     def _sizes(self):
-        return super()._sizes() + [("vocabulary size", self.tokenizer.vocab_size,
-                                    int(self.text_tower.get_layer("word_embedding").input_dim))]
+        names = [layer.name for layer in self.text_tower.layers]
+        # With bound words the embedding also holds one row per word group, after the vocabulary.
+        vocab_size = (self.text_tower.get_layer("grouped_tokens").vocab_size if "grouped_tokens" in names
+                      else self.text_tower.get_layer("word_embedding").input_dim)
+        return super()._sizes() + [("vocabulary size", self.tokenizer.vocab_size, int(vocab_size))]
 
     # -- embedding ----------------------------------------------------------------------------
     def embed_image_features(self, features, batch_size=256):

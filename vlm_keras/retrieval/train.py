@@ -3,10 +3,15 @@ tower), scored with Recall@K both ways."""
 
 import inspect
 
+import numpy as np
+
 from vlm_keras.config import RetrievalConfig
 from vlm_keras.data import pipeline
+from vlm_keras.data.text import word_groups
+from vlm_keras.io import log
 from vlm_keras.retrieval.models import (ContrastiveTrainer, adapt_image_tower, build_dual_encoder,
                                         build_image_tower, build_retrieval_model, build_text_tower)
+from vlm_keras.retrieval.negatives import NegativeCaptions, can_swap
 from vlm_keras.retrieval.retrieval_model import RetrievalModel
 from vlm_keras.training import TrainingRun
 
@@ -14,7 +19,7 @@ from vlm_keras.training import TrainingRun
 def _tower_options(builder):
     """The size arguments a tower builder takes (its inputs and `embed_dim`, set by the trainer, aside)."""
     return [name for name in inspect.signature(builder).parameters
-            if name not in ("feature_shape", "vocab_size", "embed_dim", "pooling", "name")]
+            if name not in ("feature_shape", "vocab_size", "embed_dim", "pooling", "word_groups", "name")]
 
 
 IMAGE_TOWER_OPTIONS = _tower_options(build_image_tower)
@@ -37,6 +42,14 @@ def train_retrieval(data=None, *, config=None, **options):
             temperature: the similarity's initial temperature (learned);
             embed_dim: the size of the shared embedding space;
             feature_layer: "block3_pool" by default;
+            hard_negatives: each training caption also brings a copy with words of one group
+                exchanged or replaced, a wrong caption only a model that binds each colour and shape
+                to its object can tell from the true one (`vlm_keras.retrieval.negatives`). Default:
+                on where the vocabulary holds such words (better on both scenes pools; README);
+            bound_words: "scenes" or groups of words ("red,blue;circle,square"): the text tower's
+                LSTM reads the caption with those words replaced by their group and they come back
+                bound to its roles (`build_text_tower(word_groups=...)`; off by default: it did not
+                narrow the compositional gap, README);
             outline: the encoder also reads each image's outline map, and the image tower's region
                 convolutions read the outlines (shape without colour) and a 32-channel appearance
                 stream the pixels (`outline_stream`, `region_appearance`). Default: on for attention
@@ -67,12 +80,14 @@ def _train(run):
     source, available, train_split, val_split, tokenizer = run.caption_data()
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
     splits = [(s, source.split(s)) for s in config.eval_splits if s in available]
+    bound_words = word_groups(config.bound_words, tokenizer, "bound_words") if config.bound_words else ()
 
     encoder = run.build_encoder()
     with run.scope():
         image_tower = build_image_tower(encoder.output_shape[1:], embed_dim=config.embed_dim, pooling=config.pooling,
                                         **{k: v for k, v in towers.items() if k in IMAGE_TOWER_OPTIONS})
         text_tower = build_text_tower(tokenizer.vocab_size, embed_dim=config.embed_dim,
+                                      word_groups=bound_words,
                                       **{k: v for k, v in towers.items() if k in TEXT_TOWER_OPTIONS})
         dual_encoder = build_dual_encoder(image_tower, text_tower, temperature=config.temperature)
         full_model = build_retrieval_model(encoder, dual_encoder)
@@ -84,10 +99,22 @@ def _train(run):
 
     train_examples = examples(train_split)
     adapt_image_tower(image_tower, train_examples[0])
+    use_negatives = config.hard_negatives
+    if use_negatives is None:                      # the default: wherever the captions allow it
+        use_negatives = can_swap(tokenizer)
+        if not use_negatives and run.verbose:
+            log("no hard negatives: the training captions hold no two colours, shapes, sizes or places of one kind")
+    negatives = NegativeCaptions(tokenizer, train_examples[2]) if use_negatives else None
 
     def train_batches(epoch, skip):
+        # The same negatives for an epoch whenever it is built, so a resumed run sees what the
+        # uninterrupted one would have.
+        drawn = (negatives.sample(train_examples[2], np.random.default_rng([config.seed, epoch]))
+                 if negatives is not None else None)
+        if drawn is not None and epoch == 0 and run.verbose:
+            log(f"hard negatives for {drawn[1].mean():.0%} of the {len(drawn[1])} training captions")
         return pipeline.retrieval_dataset(*train_examples, run.global_batch, seed=config.seed, epoch=epoch,
-                                          skip=skip)
+                                          skip=skip, negatives=drawn)
 
     val_data = (pipeline.retrieval_dataset(*examples(val_split), run.global_batch, shuffle=False)
                 if val_split is not None else None)
