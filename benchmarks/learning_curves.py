@@ -20,8 +20,8 @@ attention head as it was before it read the outline maps (`outline`, its default
 convolutions read the outline maps and whose appearance stream reads the pixels (its default now,
 named in full so that the runs before the default changed keep their name), `lstm+outline=false`
 the document's captioner as it was ("default": the trainer's default model type, for retrieval;
-`default+hard_negatives=true` is `train_retrieval()`'s default now, the outline stream with hard negative
-captions). The defaults are the README's benchmark settings
+`default+outline=true+outline_stream=true+region_appearance=32+hard_negatives=true` is `train_retrieval()`'s
+default now, the outline stream with hard negative captions). The defaults are the README's benchmark settings
 (VQA: 12,000 scenes, 12 epochs; captioning and retrieval: 6,000 scenes, their demo's epochs), and
 four sizes from an eighth of them.
 
@@ -57,7 +57,7 @@ DEFAULT_MODELS = {"vqa": ("attention+outline=false", "attention+region_appearanc
                           "graph+outline=true"),
                   "captioning": ("lstm+outline=false", f"lstm+{OUTLINE_STREAM}"),
                   "retrieval": ("default+outline=false+hard_negatives=false", f"default+{OUTLINE_STREAM}+hard_negatives=false",
-                                "default+hard_negatives=true")}
+                                f"default+{OUTLINE_STREAM}+hard_negatives=true")}
 
 
 def per_task(text, parse, defaults):

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -70,8 +70,9 @@ Image.open(test.image_paths[0]).resize((128, 128))
 # caption also brings a hard negative, drawn anew every epoch: a copy with two of its colours, shapes,
 # sizes or places exchanged or one replaced ("a red circle above a blue square" -> "a blue circle above a
 # red square"), an extra wrong caption for every image, which only a model that binds each colour to its
-# own shape can tell from the true one (`hard_negatives`, the default since it retrieves better on both
-# test pools, README; no negative writes a colour-shape pair the training captions lack).
+# own shape can tell from the true one (`hard_negatives`, the default on the synthetic scenes since it
+# retrieves better on both of their test pools, README; no negative writes a colour-shape pair the training
+# captions lack).
 #
 # The default batch is 256 (more negatives per step); with this notebook's 640 training images that is
 # 3 updates an epoch, too few for 6 epochs, so we train on batches of 64 (10 updates an epoch).

@@ -138,7 +138,7 @@ GROUNDED = "attention+outline=true+grounded_words=scenes"   # the attention capt
 SHOWN = {"vqa": ("attention+outline=false", "attention+region_appearance=32+outline=true", "graph+outline=true"),
          "captioning": ("lstm+outline=false", f"lstm+{STREAM}", GROUNDED),
          "retrieval": ("default+outline=false+hard_negatives=false", f"default+{STREAM}+hard_negatives=false",
-                       "default+hard_negatives=true")}
+                       f"default+{STREAM}+hard_negatives=true")}
 groups = sorted({(r["task"], r["model"]) for r in rows if r["model"] in SHOWN.get(r["task"], ())},
                 key=lambda g: (list(SCORE).index(g[0]), g[1]))
 if not groups:
@@ -155,8 +155,8 @@ else:
                 scores = [[r["score_" + split] for r in at[n]] for n in sizes]
                 mean, std = np.array([np.mean(s) for s in scores]), np.array([np.std(s) for s in scores])
                 name = (model.replace(f"+{STREAM}", " + outline stream").replace(GROUNDED, "attention, grounded words")
-                        .replace("+hard_negatives=false", "").replace("default+hard_negatives=true",
-                                                                      "stream + hard negatives"))
+                        .replace("+hard_negatives=false", "")
+                        .replace("default + outline stream+hard_negatives=true", "stream + hard negatives"))
                 ax.plot(sizes, mean, style, color=colour, label=f"{name}, {split}")
                 ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
             print(f"{task} {model}: " + "; ".join(

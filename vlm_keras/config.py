@@ -379,7 +379,7 @@ class RetrievalConfig(RunConfig):
     hard_negatives: bool = option(None, "each training caption also brings a copy with two of its colours, shapes, "
                                   "sizes or places exchanged or one replaced (never writing a colour-shape pair the "
                                   "training captions lack), an extra wrong caption for every image of the batch. "
-                                  "Default: on where the vocabulary holds such words (the scenes' captions do)")
+                                  "Default: on for the synthetic scenes, off for other data (unmeasured there)")
     bound_words: str = option(None, "the text tower's LSTM reads the caption with its attribute words replaced by "
                               "their group, and the words come back bound to the roles it gives their places: "
                               "'scenes' (the scenes' colours, shapes, sizes) or groups as 'red,blue;circle,square'",

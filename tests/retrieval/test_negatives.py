@@ -126,7 +126,25 @@ def test_a_tiny_dual_encoder_trained_with_hard_negatives_learns_which_colour_is_
     assert np.mean(right > wrong) >= 0.95                                            # chance 0.5
 
 
-def test_train_retrieval_with_bound_words_reloads_and_serves(shapes_dir, tmp_path):
+TINY = dict(embed_dim=16, hidden_dim=32, attention_dim=16, word_dim=8, units=16)
+
+
+def _record_negatives(monkeypatch):
+    """What `train_retrieval` passes as `negatives` to each epoch's training batches."""
+    from vlm_keras.data import pipeline
+
+    fed, original = [], pipeline.retrieval_dataset
+
+    def recording(*args, negatives=None, **kwargs):
+        if kwargs.get("shuffle", True):                                # the training batches
+            fed.append(negatives)
+        return original(*args, negatives=negatives, **kwargs)
+
+    monkeypatch.setattr(pipeline, "retrieval_dataset", recording)
+    return fed
+
+
+def test_train_retrieval_with_bound_words_reloads_and_serves(shapes_dir, tmp_path, monkeypatch):
     """`bound_words="scenes"` end to end: trained with hard negatives (the default here), reloaded from
     its folder, and its SavedModel's text embeddings in a fresh process without vlm_keras."""
     import textwrap
@@ -136,9 +154,10 @@ def test_train_retrieval_with_bound_words_reloads_and_serves(shapes_dir, tmp_pat
 
     from tests.helpers import run_python
 
+    fed = _record_negatives(monkeypatch)
     result = train_retrieval(data=str(shapes_dir), epochs=1, batch_size=32, seed=0, verbose=0, out=tmp_path / "model",
-                             eval_splits=(), embed_dim=16, hidden_dim=32, attention_dim=16, word_dim=8, units=16,
-                             bound_words="scenes")
+                             eval_splits=(), bound_words="scenes", **TINY)
+    assert fed[0] is not None and fed[0][1].mean() > 0.95             # the scenes: negatives by default
     assert result.model.get_layer("dual_encoder").get_layer("text_tower").get_layer("bound_words").word_groups
     texts = [refs[0] for refs in coco.load_caption_split(shapes_dir, "test").captions[:3]]
     np.testing.assert_allclose(load_model(tmp_path / "model").embed_texts(texts), result.embed_texts(texts), atol=1e-5)
@@ -156,3 +175,35 @@ def test_train_retrieval_with_bound_words_reloads_and_serves(shapes_dir, tmp_pat
         train_retrieval(data=str(shapes_dir), epochs=1, verbose=0, eval_splits=(), bound_words="red,mauve")
     with pytest.raises(ValueError, match="bound_words ';' names no words"):
         train_retrieval(data=str(shapes_dir), epochs=1, verbose=0, bound_words=";")
+
+
+def test_hard_negatives_are_the_default_on_the_scenes_only(shapes_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from vlm_keras import train_retrieval
+
+    other = tmp_path / "captions"
+    shutil.copytree(shapes_dir, other)
+    for scenes_file in (other / "annotations").glob("scenes_*.json"):
+        scenes_file.unlink()                                          # the same captions, not a scenes folder
+    fed = _record_negatives(monkeypatch)
+    train_retrieval(data=str(other), epochs=1, batch_size=32, seed=0, verbose=0, eval_splits=(), **TINY)
+    assert fed == [None]                                               # unmeasured there: off by default
+    captions = other / "annotations" / "captions_train.json"
+    coco = json.loads(captions.read_text())
+    for annotation in coco["annotations"]:
+        annotation["caption"] = "a photo of a thing"
+    captions.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match="hard_negatives=True, but the training captions of .* hold no two"):
+        train_retrieval(data=str(other), epochs=1, verbose=0, eval_splits=(), hard_negatives=True)
+
+
+def test_negative_tokens_without_their_flags_are_refused():
+    keras.utils.set_random_seed(0)
+    dual = build_dual_encoder(build_image_tower((2, 2, 8), embed_dim=8, hidden_dim=8, dropout=0.0),
+                              build_text_tower(12, embed_dim=8, word_dim=4, units=4))
+    tokens = np.array([[2, 5, 3]], "int32")
+    with pytest.raises(ValueError, match="negative_tokens come with has_negative"):
+        ContrastiveTrainer(dual)({"image_features": np.zeros((1, 2, 2, 8), "float32"), "caption_tokens": tokens,
+                                  "negative_tokens": tokens})

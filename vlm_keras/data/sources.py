@@ -175,6 +175,14 @@ def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwa
                            "scenes, which record where every object is") from None
 
 
+def is_scenes_split(split):
+    """Whether a loaded `CaptionSplit` or `VQASplit` was read from a synthetic scenes folder (its
+    files in `<folder>/annotations/`, beside `scenes_<split>.json`)."""
+    folders = {pathlib.Path(f).parent for f in split.files}
+    return (len(folders) == 1 and next(iter(folders)).name == "annotations"
+            and (next(iter(folders)) / f"scenes_{split.name}.json").is_file())
+
+
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):
     """Like `resolve_data_dir`, for VQA: "scenes" also gets its questions (VQA v2 format) written.
 

@@ -1,5 +1,6 @@
 """`RoleFillerBinding`: a caption's attribute words bound to the roles a sequence model gives them
-(after `GroupedTokens`), so that the sequence model never reads which colour or shape it is."""
+(after `GroupedTokens`), so that the sequence model never reads which colour or shape it is (bar what
+an article betrays: "an" comes before "orange", "a" before "red")."""
 
 import keras
 from keras import ops

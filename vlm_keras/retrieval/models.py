@@ -128,7 +128,8 @@ def build_text_tower(vocab_size, embed_dim=256, word_dim=128, units=256, bidirec
             group (`GroupedTokens`: "a COLOUR SHAPE above a COLOUR SHAPE"), and the attribute words
             come back bound to the roles it gives their places (`RoleFillerBinding`): the
             embedding is the projection of the LSTM's mean state plus sum_t role_t * filler(w_t).
-            The LSTM then never reads which colour goes with which shape.
+            The LSTM then never reads which colour goes with which shape (bar what an article
+            betrays: "an" before "orange").
         name: the model's name.
 
     Call arguments:
@@ -274,8 +275,8 @@ class ContrastiveTrainer(keras.Model):
 
     Call arguments:
         inputs: {"image_features": (B, h, w, c), "caption_tokens": (B, T)}, and optionally
-            "negative_tokens" (B, T) and "has_negative" (B,): a hard negative caption per example
-            (`vlm_keras.retrieval.negatives`); the targets passed to `fit` are the (B,) image ids
+            "negative_tokens" (B, T) and "has_negative" (B,) 0/1: a hard negative caption per example
+            and whether it is one (`vlm_keras.retrieval.negatives`); the targets passed to `fit` are the (B,) image ids
             of the examples (for `contrastive_loss`'s `image_ids`).
 
     Returns:
@@ -293,8 +294,13 @@ class ContrastiveTrainer(keras.Model):
         outputs = {"image_embeddings": encoder.get_layer("image_tower")(inputs["image_features"], training=training),
                    "text_embeddings": text_tower(inputs["caption_tokens"], training=training)}
         if "negative_tokens" in inputs:
+            if "has_negative" not in inputs:
+                # A caption without a swap carries its own ids as its "negative": unflagged, it
+                # would be trained as a wrong answer.
+                raise ValueError("negative_tokens come with has_negative, (B,) 1 where a row holds a "
+                                 "negative (NegativeCaptions.sample's second output)")
             outputs["negative_embeddings"] = text_tower(inputs["negative_tokens"], training=training)
-            outputs["has_negative"] = inputs["has_negative"]
+            outputs["has_negative"] = ops.cast(inputs["has_negative"], "float32")    # gathered by every replica
         return outputs
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

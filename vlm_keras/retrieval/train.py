@@ -7,6 +7,7 @@ import numpy as np
 
 from vlm_keras.config import RetrievalConfig
 from vlm_keras.data import pipeline
+from vlm_keras.data.sources import is_scenes_split
 from vlm_keras.data.text import word_groups
 from vlm_keras.io import log
 from vlm_keras.retrieval.models import (ContrastiveTrainer, adapt_image_tower, build_dual_encoder,
@@ -45,7 +46,8 @@ def train_retrieval(data=None, *, config=None, **options):
             hard_negatives: each training caption also brings a copy with words of one group
                 exchanged or replaced, a wrong caption only a model that binds each colour and shape
                 to its object can tell from the true one (`vlm_keras.retrieval.negatives`). Default:
-                on where the vocabulary holds such words (better on both scenes pools; README);
+                on for the synthetic scenes (better on both of their pools; README), off for other
+                data, where it is unmeasured (True turns it on where the captions hold such words);
             bound_words: "scenes" or groups of words ("red,blue;circle,square"): the text tower's
                 LSTM reads the caption with those words replaced by their group and they come back
                 bound to its roles (`build_text_tower(word_groups=...)`; off by default: it did not
@@ -81,6 +83,12 @@ def _train(run):
     # The evaluation splits are read (and checked) before any work: a broken one fails now.
     splits = [(s, source.split(s)) for s in config.eval_splits if s in available]
     bound_words = word_groups(config.bound_words, tokenizer, "bound_words") if config.bound_words else ()
+    use_negatives = config.hard_negatives
+    if use_negatives is None:      # the default: on for the synthetic scenes, where it was measured
+        use_negatives = is_scenes_split(train_split) and can_swap(tokenizer)
+    elif use_negatives and not can_swap(tokenizer):
+        raise ValueError(f"hard_negatives=True, but the training captions of {config.data!r} hold no two "
+                         "colours, shapes, sizes or places of one kind to exchange (the synthetic scenes' words)")
 
     encoder = run.build_encoder()
     with run.scope():
@@ -99,11 +107,6 @@ def _train(run):
 
     train_examples = examples(train_split)
     adapt_image_tower(image_tower, train_examples[0])
-    use_negatives = config.hard_negatives
-    if use_negatives is None:                      # the default: wherever the captions allow it
-        use_negatives = can_swap(tokenizer)
-        if not use_negatives and run.verbose:
-            log("no hard negatives: the training captions hold no two colours, shapes, sizes or places of one kind")
     negatives = NegativeCaptions(tokenizer, train_examples[2]) if use_negatives else None
 
     def train_batches(epoch, skip):
