@@ -109,6 +109,17 @@ def test_a_run_killed_after_training_keeps_its_model_and_resumes_without_trainin
         train_captioner(data=str(shapes_dir), epochs=3, image_size=32, units=16, embed_dim=8, num_layers=1,
                         batch_size=16, seed=5, verbose=0, eval_splits=("test",), out=out)
 
+    # A backup written before an option existed lacks its key: named, not an empty list.
+    state_file = out / "checkpoints" / "backup" / "state.json"
+    original = state_file.read_text()
+    older = json.loads(original)
+    del older["settings"]["grounded_words"]
+    state_file.write_text(json.dumps(older))
+    with pytest.raises(ResumeError, match=r"\(grounded_words '\(not recorded\)' there, None now\)"):
+        train_captioner(data=str(shapes_dir), epochs=2, image_size=32, units=16, embed_dim=8, num_layers=1,
+                        batch_size=16, seed=5, verbose=0, eval_splits=("test",), out=out)
+    state_file.write_text(original)
+
     # The same command again evaluates the trained model: no epoch is trained twice.
     resumed = subprocess.run([sys.executable, "-c", script, str(out), "run"], capture_output=True, text=True,
                              timeout=600)

@@ -118,8 +118,12 @@ class TrainingBackup(keras.callbacks.Callback):
             return 0, 0
         saved = state.get("settings")
         if self.settings is not None and saved is not None and saved != self.settings:
-            changed = [f"{key} {saved.get(key)!r} there, {self.settings.get(key)!r} now"
-                       for key in sorted(set(saved) | set(self.settings)) if saved.get(key) != self.settings.get(key)]
+            # A key only one side has (an option added since the backup was written) is a change
+            # too, even when this run's value is None: say so rather than list nothing.
+            absent = "(not recorded)"
+            changed = [f"{key} {saved.get(key, absent)!r} there, {self.settings.get(key, absent)!r} now"
+                       for key in sorted(set(saved) | set(self.settings))
+                       if saved.get(key, absent) != self.settings.get(key, absent)]
             raise ResumeError(f"'{self.backup_dir}' holds the backup of an unfinished run with other settings "
                               f"({'; '.join(changed)}); run that command again to finish it, or delete "
                               f"'{self.backup_dir}' (or choose another output folder) to start afresh")
