@@ -208,11 +208,11 @@ def retrieval_dataset(features, image_index, caption_ids, batch_size, shuffle=Tr
 
     `negatives`: optional (negative_ids (N, T), has_negative (N,)), a hard negative caption per
     example (`vlm_keras.retrieval.negatives.NegativeCaptions.sample`), batched with it as
-    "negative_tokens" and "has_negative" (float32 0/1, which every replica can gather)."""
+    "negative_tokens" and "has_negative"."""
     inputs = {"caption_tokens": caption_ids}
     if negatives is not None:
         negative_ids, has_negative = negatives
         inputs.update(negative_tokens=np.asarray(negative_ids, np.int32),
-                      has_negative=np.asarray(has_negative, np.float32))
+                      has_negative=np.asarray(has_negative, bool))
     return feature_dataset(features, image_index, inputs, image_index,
                            batch_size, shuffle=shuffle, seed=seed, epoch=epoch, skip=skip)

@@ -156,14 +156,13 @@ def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwa
         raise DatasetError(f"{purpose} reads the synthetic scenes; it cannot use {', '.join(explicit)}= "
                            "files (they do not record where each object is)")
     if isinstance(data, (VQASplit, CaptionSplit)):
-        # A split read from a scenes folder: its files are <folder>/annotations/*.json.
-        folders = {pathlib.Path(f).parent for f in data.files}
-        if len(folders) != 1 or next(iter(folders)).name != "annotations":
+        annotations = _annotations_folder(data)
+        if annotations is None:
             kind = "VQA" if isinstance(data, VQASplit) else "caption"
             raise DatasetError(f"{kind} split '{data.name}' was not read from a scenes dataset folder "
                                f"(its files: {', '.join(map(str, data.files)) or 'none'}); {purpose} needs "
                                "the synthetic scenes, which record where every object is")
-        data, split = str(next(iter(folders)).parent), data.name
+        data, split = str(annotations.parent), data.name
     data_dir = resolve_data_dir(data, verbose=verbose, **data_kwargs)
     try:
         return load_scenes(data_dir, split)
@@ -175,12 +174,18 @@ def scenes_of(data, split, verbose=True, purpose="the pointing game", **data_kwa
                            "scenes, which record where every object is") from None
 
 
+def _annotations_folder(split):
+    """The `<folder>/annotations` a loaded split's files all lie in (as a scenes folder's do), else None."""
+    folders = {pathlib.Path(f).parent for f in split.files}
+    folder = next(iter(folders)) if len(folders) == 1 else None
+    return folder if folder is not None and folder.name == "annotations" else None
+
+
 def is_scenes_split(split):
     """Whether a loaded `CaptionSplit` or `VQASplit` was read from a synthetic scenes folder (its
     files in `<folder>/annotations/`, beside `scenes_<split>.json`)."""
-    folders = {pathlib.Path(f).parent for f in split.files}
-    return (len(folders) == 1 and next(iter(folders)).name == "annotations"
-            and (next(iter(folders)) / f"scenes_{split.name}.json").is_file())
+    annotations = _annotations_folder(split)
+    return annotations is not None and (annotations / f"scenes_{split.name}.json").is_file()
 
 
 def resolve_vqa_dir(data, num_images=6000, seed=0, data_root=None, verbose=True):

@@ -20,7 +20,6 @@ negative (issue 20 forbids training on a held-out pair in any form).
 import numpy as np
 
 from vlm_keras.data.scenes.captions import VISUAL_WORD_GROUPS
-from vlm_keras.data.text import PAD_ID
 
 # The synthetic scenes' swappable words: colours, shapes, sizes (a size's synonym is another size
 # word only where it means the other size: "small" <-> "big" is a swap, "small" <-> "little" is
@@ -32,16 +31,19 @@ SCENES_SWAP_GROUPS = (
 )
 
 
-def _groups_in(tokenizer, groups):
-    """The groups as token ids of `tokenizer`'s vocabulary, those with fewer than two words left out."""
-    index = {word: i for i, word in enumerate(tokenizer.id_to_token)}
+def _token_index(tokenizer):
+    return {word: i for i, word in enumerate(tokenizer.id_to_token)}
+
+
+def _groups_in(index, groups):
+    """The groups as token ids (`index`: word -> id), those with fewer than two words left out."""
     found = [sorted({index[word] for word in group if word in index}) for group in groups]
     return [group for group in found if len(group) > 1]
 
 
 def can_swap(tokenizer, groups=SCENES_SWAP_GROUPS):
     """Whether `tokenizer`'s vocabulary holds two words of one of `groups` (hard negatives can be made)."""
-    return bool(_groups_in(tokenizer, groups))
+    return bool(_groups_in(_token_index(tokenizer), groups))
 
 
 class NegativeCaptions:
@@ -65,8 +67,8 @@ class NegativeCaptions:
     """
 
     def __init__(self, tokenizer, train_ids, groups=SCENES_SWAP_GROUPS, attributes=VISUAL_WORD_GROUPS):
-        index = {word: i for i, word in enumerate(tokenizer.id_to_token)}
-        self.groups = _groups_in(tokenizer, groups)
+        index = _token_index(tokenizer)
+        self.groups = _groups_in(index, groups)
         if not self.groups:
             raise ValueError("hard negatives need two words of one swap group in the vocabulary (colours, "
                              "shapes, sizes or where things are, as in the synthetic scenes' captions); "
@@ -84,6 +86,7 @@ class NegativeCaptions:
         both = self.attribute_words[train_ids[:, :-1]] & self.attribute_words[train_ids[:, 1:]]   # (N, T-1)
         for row, col in zip(*np.nonzero(both)):
             self.seen_pairs.add((int(train_ids[row, col]), int(train_ids[row, col + 1])))
+        self._candidates = {}                     # caption bytes -> its candidates, the same every epoch
 
     def _allowed(self, tokens, positions):
         """Whether every neighbouring pair of attribute words around the changed positions was seen."""
@@ -98,7 +101,7 @@ class NegativeCaptions:
         """Every allowed negative of one caption: (exchanges, replacements), each a list of token
         arrays."""
         tokens = np.asarray(tokens)
-        places = [p for p in range(len(tokens)) if tokens[p] != PAD_ID and self.group_words[tokens[p]]]
+        places = [p for p in range(len(tokens)) if self.group_words[tokens[p]]]      # never padding
         exchanges, replacements = [], []
         for i, p in enumerate(places):
             for q in places[i + 1:]:
@@ -130,7 +133,10 @@ class NegativeCaptions:
         negatives = caption_ids.astype(np.int32, copy=True)
         has_negative = np.zeros(len(caption_ids), bool)
         for n, tokens in enumerate(caption_ids):
-            exchanges, replacements = self.candidates(tokens)
+            key = tokens.tobytes()
+            if key not in self._candidates:
+                self._candidates[key] = self.candidates(tokens)
+            exchanges, replacements = self._candidates[key]
             pool = exchanges if exchanges and (not replacements or rng.random() < 0.5) else replacements
             if pool:
                 negatives[n] = pool[rng.integers(len(pool))]
